@@ -1,0 +1,95 @@
+//! Policies: pure functions `(now, view of the pool, signal) -> decision`.
+//!
+//! A policy reads no clock and does no IO. The simulated and the live driver
+//! both call the same `decide`, so a policy tuned in simulation is the policy
+//! that runs against a real database.
+
+mod fixed;
+mod threshold;
+
+pub use fixed::Fixed;
+pub use threshold::{Threshold, ThresholdParams, UtilizationSignal};
+
+use crate::time::{SimDuration, SimTime};
+
+/// Why the policy is being asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// The policy's periodic timer (every [`Policy::interval`]).
+    Tick,
+}
+
+/// What the policy wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Keep the current target size.
+    Hold,
+    /// Set the target size (the pool clamps it to its [min, max] bounds,
+    /// opens connections to reach it and closes idle ones above it).
+    Resize { target: u32 },
+}
+
+/// Activity since the policy was last asked (a window).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PolicyWindow {
+    pub span: SimDuration,
+    /// Time-weighted active / open over the window (0 when nothing was open).
+    pub utilization_mean: f64,
+    /// Time-weighted mean number of waiters over the window.
+    pub waiting_mean: f64,
+    pub arrived: u64,
+    pub completed: u64,
+    pub timed_out: u64,
+    pub rejected: u64,
+}
+
+/// What a policy may see of the pool: a copy, so a policy cannot mutate it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PoolView {
+    pub now: SimTime,
+    pub min: u32,
+    pub max: u32,
+    /// The size the pool is steering to.
+    pub target: u32,
+    /// Connections counted in the pool: opening + idle + active.
+    pub size: u32,
+    pub opening: u32,
+    pub idle: u32,
+    pub active: u32,
+    /// Waiters by priority (high, normal, low).
+    pub waiting: [u32; 3],
+    /// Age of the oldest waiter by priority (zero when none waits).
+    pub oldest_wait: [SimDuration; 3],
+    pub window: PolicyWindow,
+}
+
+impl PoolView {
+    /// Established connections (idle + active).
+    pub fn open(&self) -> u32 {
+        self.idle + self.active
+    }
+    pub fn waiting_total(&self) -> u32 {
+        self.waiting.iter().sum()
+    }
+    /// Instantaneous utilization = active / open, as the seed policy defines
+    /// it; 1 when nothing is open but requests wait, 0 when nothing is open.
+    pub fn utilization_now(&self) -> f64 {
+        if self.open() == 0 {
+            if self.waiting_total() > 0 {
+                1.0
+            } else {
+                0.0
+            }
+        } else {
+            self.active as f64 / self.open() as f64
+        }
+    }
+}
+
+/// A pool sizing policy.
+pub trait Policy: Send {
+    /// How often the policy wants a [`Signal::Tick`]; `None` for never.
+    fn interval(&self) -> Option<SimDuration>;
+    /// Decide. Must depend only on its arguments and the policy's own state.
+    fn decide(&mut self, now: SimTime, view: &PoolView, signal: Signal) -> Decision;
+}

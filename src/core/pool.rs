@@ -1,0 +1,615 @@
+//! The pool state machine (sans-IO).
+//!
+//! The pool owns connections and wait queues and records metrics. It never
+//! performs IO: each call takes `now` and pushes [`Effect`]s that the driver
+//! carries out (open a connection, start a query, arm a timer...) and answers
+//! with further calls (`connected`, `release`, `expire`...).
+//!
+//! ```text
+//!   acquire ──► idle connection? ──yes──► Start{conn}            ──► driver runs the query ──► release
+//!                    │no
+//!                    ▼
+//!   wait queue [high | normal | low], FIFO within a priority, each waiter with its deadline
+//!        │ a connection is released or opened: oldest waiter of the highest non-empty priority
+//!        │ its deadline passes (timer per priority queue): TimedOut
+//! ```
+//!
+//! Connection states: Opening -> Idle <-> Active, then Closing -> (slot free).
+//! The pool's *size* counts opening + idle + active connections and never
+//! exceeds `max`; the policy sets a *target* in [min, max].
+
+use std::collections::VecDeque;
+
+use crate::core::metrics::{
+    ClassMetrics, CloseReason, Integrals, Mark, PoolCounters, Sample, WindowCounts,
+};
+use crate::core::policy::{Decision, PolicyWindow, PoolView};
+use crate::core::request::Priority;
+use crate::time::{SimDuration, SimTime};
+
+/// Index of a connection slot; stable while the connection lives.
+pub type ConnId = u32;
+
+/// Validated pool limits and acquire behaviour.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolConfig {
+    pub min: u32,
+    pub max: u32,
+    /// Connections opened at start (in [min, max]).
+    pub initial: u32,
+    /// Acquire timeout per priority (high, normal, low); `INFINITE` = none.
+    pub acquire_timeout: [SimDuration; 3],
+    /// Waiters beyond this are rejected at once.
+    pub max_waiters: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Slot not in use.
+    Free,
+    Opening,
+    Idle,
+    Active,
+    /// Being closed; no longer counted in the size.
+    Closing,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    state: ConnState,
+    /// When the current state began (used for connect time).
+    since: SimTime,
+    acquired_at: SimTime,
+    req_arrival: SimTime,
+    req_priority: Priority,
+}
+
+/// A request waiting for a connection.
+#[derive(Clone, Debug)]
+pub struct Waiter<T> {
+    pub arrival: SimTime,
+    pub deadline: SimTime,
+    pub payload: T,
+}
+
+/// What the driver must do.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Effect<T> {
+    /// Open a connection in slot `conn`; answer with `connected` or `connect_failed`.
+    Open(ConnId),
+    /// Run the request on `conn`; answer with `release` when its query ends.
+    Start {
+        conn: ConnId,
+        priority: Priority,
+        waited: SimDuration,
+        payload: T,
+    },
+    /// The request's acquire deadline passed.
+    TimedOut {
+        priority: Priority,
+        waited: SimDuration,
+        payload: T,
+    },
+    /// The request was refused at once: the wait queue is full.
+    Rejected { priority: Priority, payload: T },
+    /// Close `conn`; answer with `closed`.
+    Close { conn: ConnId, reason: CloseReason },
+    /// Call `expire(priority)` at `at` (one timer per priority queue).
+    ArmTimer { priority: Priority, at: SimTime },
+}
+
+/// The pool. `T` is the driver's payload carried by each request (the
+/// simulator's service work, the live driver's reply channel).
+pub struct Pool<T> {
+    cfg: PoolConfig,
+    conns: Vec<Conn>,
+    free_slots: Vec<ConnId>,
+    /// Idle connections, most recently used at the back (handed out LIFO,
+    /// shrunk from the front: the longest idle goes first).
+    idle: VecDeque<ConnId>,
+    waiters: [VecDeque<Waiter<T>>; 3],
+    timer_armed: [bool; 3],
+    target: u32,
+    size: u32,
+    opening: u32,
+    active: u32,
+    closing: u32,
+    n_waiting: u32,
+    size_min_seen: u32,
+    size_max_seen: u32,
+    started: bool,
+    last: SimTime,
+    integrals: Integrals,
+    classes: [ClassMetrics; 3],
+    counters: PoolCounters,
+    policy_mark: Mark,
+    sample_mark: Mark,
+}
+
+impl<T> Pool<T> {
+    pub fn new(cfg: PoolConfig) -> Self {
+        assert!(cfg.min <= cfg.initial && cfg.initial <= cfg.max && cfg.max >= 1);
+        Pool {
+            target: cfg.initial,
+            cfg,
+            conns: Vec::new(),
+            free_slots: Vec::new(),
+            idle: VecDeque::new(),
+            waiters: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
+            timer_armed: [false; 3],
+            size: 0,
+            opening: 0,
+            active: 0,
+            closing: 0,
+            n_waiting: 0,
+            size_min_seen: u32::MAX,
+            size_max_seen: 0,
+            started: false,
+            last: SimTime::ZERO,
+            integrals: Integrals::default(),
+            classes: Default::default(),
+            counters: PoolCounters::default(),
+            policy_mark: Mark::default(),
+            sample_mark: Mark::default(),
+        }
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.cfg
+    }
+
+    /// Opens the initial connections.
+    pub fn start(&mut self, now: SimTime, fx: &mut Vec<Effect<T>>) {
+        self.advance(now);
+        self.started = true;
+        self.policy_mark = self.mark(now);
+        self.sample_mark = self.policy_mark;
+        self.reconcile(now, fx);
+        self.note_size();
+    }
+
+    /// A request arrives and asks for a connection.
+    #[inline]
+    pub fn acquire(&mut self, now: SimTime, priority: Priority, payload: T, fx: &mut Vec<Effect<T>>) {
+        self.advance(now);
+        let p = priority.index();
+        self.classes[p].arrived += 1;
+        if let Some(conn) = self.idle.pop_back() {
+            self.hand_out(now, conn, priority, now, payload, fx);
+            return;
+        }
+        self.classes[p].found_busy += 1;
+        if self.n_waiting >= self.cfg.max_waiters {
+            self.classes[p].rejected += 1;
+            fx.push(Effect::Rejected { priority, payload });
+            return;
+        }
+        let deadline = now + self.cfg.acquire_timeout[p];
+        debug_assert!(
+            self.waiters[p].back().is_none_or(|w| w.deadline <= deadline),
+            "deadlines within a priority are FIFO-ordered"
+        );
+        self.waiters[p].push_back(Waiter {
+            arrival: now,
+            deadline,
+            payload,
+        });
+        self.n_waiting += 1;
+        if !self.timer_armed[p] && deadline != SimTime::NEVER {
+            self.timer_armed[p] = true;
+            fx.push(Effect::ArmTimer { priority, at: deadline });
+        }
+    }
+
+    /// The query on `conn` finished; the connection returns to the pool.
+    #[inline]
+    pub fn release(&mut self, now: SimTime, conn: ConnId, fx: &mut Vec<Effect<T>>) {
+        self.advance(now);
+        let c = self.conns[conn as usize];
+        debug_assert_eq!(c.state, ConnState::Active, "release of a connection not active");
+        let m = &mut self.classes[c.req_priority.index()];
+        m.completed += 1;
+        m.query.record(now - c.acquired_at);
+        m.response.record(now - c.req_arrival);
+        self.active -= 1;
+        self.reuse(now, conn, fx);
+    }
+
+    /// The connection in slot `conn` finished opening.
+    pub fn connected(&mut self, now: SimTime, conn: ConnId, fx: &mut Vec<Effect<T>>) {
+        self.advance(now);
+        let c = &mut self.conns[conn as usize];
+        debug_assert_eq!(c.state, ConnState::Opening);
+        self.counters.connect_time_ns += (now - c.since).as_nanos() as u128;
+        self.counters.opened += 1;
+        self.opening -= 1;
+        self.reuse(now, conn, fx);
+    }
+
+    /// Opening the connection in slot `conn` failed; the slot is freed. The
+    /// pool tries again at the next policy decision.
+    pub fn connect_failed(&mut self, now: SimTime, conn: ConnId) {
+        self.advance(now);
+        let c = &mut self.conns[conn as usize];
+        debug_assert_eq!(c.state, ConnState::Opening);
+        self.counters.connect_time_ns += (now - c.since).as_nanos() as u128;
+        self.counters.connect_failed += 1;
+        c.state = ConnState::Free;
+        self.free_slots.push(conn);
+        self.opening -= 1;
+        self.size -= 1;
+        self.note_size();
+    }
+
+    /// The driver finished closing `conn`.
+    pub fn closed(&mut self, _now: SimTime, conn: ConnId) {
+        let c = &mut self.conns[conn as usize];
+        debug_assert_eq!(c.state, ConnState::Closing);
+        c.state = ConnState::Free;
+        self.closing -= 1;
+        self.free_slots.push(conn);
+    }
+
+    /// The timer of `priority`'s queue fired: expire waiters whose deadline
+    /// has passed, and re-arm for the new head.
+    pub fn expire(&mut self, now: SimTime, priority: Priority, fx: &mut Vec<Effect<T>>) {
+        self.advance(now);
+        let p = priority.index();
+        self.timer_armed[p] = false;
+        while self.waiters[p].front().is_some_and(|w| w.deadline <= now) {
+            let w = self.waiters[p].pop_front().expect("front exists");
+            self.n_waiting -= 1;
+            let waited = now - w.arrival;
+            let m = &mut self.classes[p];
+            m.timed_out += 1;
+            m.wait.record(waited);
+            fx.push(Effect::TimedOut {
+                priority,
+                waited,
+                payload: w.payload,
+            });
+        }
+        if let Some(w) = self.waiters[p].front() {
+            self.timer_armed[p] = true;
+            fx.push(Effect::ArmTimer {
+                priority,
+                at: w.deadline,
+            });
+        }
+    }
+
+    /// Applies a policy decision. Returns whether the target changed.
+    pub fn apply(&mut self, now: SimTime, decision: Decision, fx: &mut Vec<Effect<T>>) -> bool {
+        self.advance(now);
+        let changed = match decision {
+            Decision::Hold => false,
+            Decision::Resize { target } => {
+                let target = target.clamp(self.cfg.min, self.cfg.max);
+                if target != self.target {
+                    self.counters.resize_events += 1;
+                    if target > self.target {
+                        self.counters.grow_events += 1;
+                    } else {
+                        self.counters.shrink_events += 1;
+                    }
+                    self.target = target;
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        // Also re-opens connections lost to failed connects.
+        self.reconcile(now, fx);
+        changed
+    }
+
+    /// The view a policy sees; starts a new policy window.
+    pub fn policy_view(&mut self, now: SimTime) -> PoolView {
+        self.advance(now);
+        let mark = self.mark(now);
+        let d = mark.integrals.minus(&self.policy_mark.integrals);
+        let c = mark.counts.minus(&self.policy_mark.counts);
+        let window = PolicyWindow {
+            span: now - self.policy_mark.at,
+            utilization_mean: d.utilization(),
+            waiting_mean: Integrals::mean(d.waiting, d.span_ns),
+            arrived: c.arrived,
+            completed: c.completed,
+            timed_out: c.timed_out,
+            rejected: c.rejected,
+        };
+        self.policy_mark = mark;
+        let mut oldest_wait = [SimDuration::ZERO; 3];
+        let mut waiting = [0; 3];
+        for p in 0..3 {
+            waiting[p] = self.waiters[p].len() as u32;
+            if let Some(w) = self.waiters[p].front() {
+                oldest_wait[p] = now - w.arrival;
+            }
+        }
+        PoolView {
+            now,
+            min: self.cfg.min,
+            max: self.cfg.max,
+            target: self.target,
+            size: self.size,
+            opening: self.opening,
+            idle: self.idle.len() as u32,
+            active: self.active,
+            waiting,
+            oldest_wait,
+            window,
+        }
+    }
+
+    /// A time-series row for the window since the previous sample.
+    pub fn sample(&mut self, now: SimTime) -> Sample {
+        self.advance(now);
+        let mark = self.mark(now);
+        let d = mark.integrals.minus(&self.sample_mark.integrals);
+        let c = mark.counts.minus(&self.sample_mark.counts);
+        let window_s = (now - self.sample_mark.at).as_secs_f64();
+        self.sample_mark = mark;
+        Sample {
+            t_s: now.as_secs_f64(),
+            window_s,
+            target: self.target,
+            size: self.size,
+            opening: self.opening,
+            idle: self.idle.len() as u32,
+            active: self.active,
+            waiting_high: self.waiters[0].len() as u32,
+            waiting_normal: self.waiters[1].len() as u32,
+            waiting_low: self.waiters[2].len() as u32,
+            size_mean: Integrals::mean(d.size, d.span_ns),
+            active_mean: Integrals::mean(d.active, d.span_ns),
+            waiting_mean: Integrals::mean(d.waiting, d.span_ns),
+            utilization: d.utilization(),
+            arrival_rate_per_s: if window_s > 0.0 {
+                c.arrived as f64 / window_s
+            } else {
+                0.0
+            },
+            completed: c.completed,
+            timed_out: c.timed_out,
+            rejected: c.rejected,
+        }
+    }
+
+    /// Ends the run at `now`: closes idle connections (reason end of run).
+    /// Requests still waiting or running stay counted as in flight.
+    pub fn finish(&mut self, now: SimTime, fx: &mut Vec<Effect<T>>) {
+        self.advance(now);
+        while let Some(conn) = self.idle.pop_front() {
+            self.close(conn, CloseReason::EndOfRun, fx);
+        }
+    }
+
+    // ---- read access -------------------------------------------------------
+
+    pub fn classes(&self) -> &[ClassMetrics; 3] {
+        &self.classes
+    }
+    pub fn counters(&self) -> &PoolCounters {
+        &self.counters
+    }
+    pub fn integrals(&self) -> &Integrals {
+        &self.integrals
+    }
+    pub fn target(&self) -> u32 {
+        self.target
+    }
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+    pub fn active(&self) -> u32 {
+        self.active
+    }
+    pub fn waiting(&self) -> u32 {
+        self.n_waiting
+    }
+    /// Smallest and largest size seen since start.
+    pub fn size_range_seen(&self) -> (u32, u32) {
+        (self.size_min_seen.min(self.size_max_seen), self.size_max_seen)
+    }
+    /// Requests holding a connection or waiting for one.
+    pub fn in_flight(&self) -> u64 {
+        self.active as u64 + self.n_waiting as u64
+    }
+
+    /// Checks the pool's invariants; returns what is violated.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let idle = self.idle.len() as u32;
+        let count = |s: ConnState| self.conns.iter().filter(|c| c.state == s).count() as u32;
+        if self.size != self.opening + idle + self.active {
+            return Err(format!(
+                "size {} != opening {} + idle {} + active {}",
+                self.size, self.opening, idle, self.active
+            ));
+        }
+        if count(ConnState::Opening) != self.opening
+            || count(ConnState::Idle) != idle
+            || count(ConnState::Active) != self.active
+            || count(ConnState::Closing) != self.closing
+        {
+            return Err("connection states disagree with the counters".into());
+        }
+        if self.size > self.cfg.max {
+            return Err(format!("size {} above max {}", self.size, self.cfg.max));
+        }
+        if self.target < self.cfg.min || self.target > self.cfg.max {
+            return Err(format!(
+                "target {} outside [{}, {}]",
+                self.target, self.cfg.min, self.cfg.max
+            ));
+        }
+        let queued: usize = self.waiters.iter().map(|q| q.len()).sum();
+        if queued as u32 != self.n_waiting {
+            return Err("waiter count disagrees with the queues".into());
+        }
+        if idle > 0 && self.n_waiting > 0 {
+            return Err("a request waits while a connection is idle".into());
+        }
+        let mut arrived = 0;
+        let mut left = 0;
+        for m in &self.classes {
+            arrived += m.arrived;
+            left += m.completed + m.timed_out + m.failed + m.rejected;
+        }
+        if arrived != left + self.in_flight() {
+            return Err(format!(
+                "conservation: arrived {arrived} != completed+timed_out+failed+rejected {left} + in flight {}",
+                self.in_flight()
+            ));
+        }
+        Ok(())
+    }
+
+    // ---- internals ---------------------------------------------------------
+
+    /// Accumulates time integrals up to `now`.
+    #[inline]
+    fn advance(&mut self, now: SimTime) {
+        debug_assert!(now >= self.last, "time went backwards");
+        let dt = (now - self.last).as_nanos() as u128;
+        if dt > 0 {
+            let open = (self.idle.len() as u32 + self.active) as u128;
+            self.integrals.size += dt * self.size as u128;
+            self.integrals.open += dt * open;
+            self.integrals.active += dt * self.active as u128;
+            self.integrals.waiting += dt * self.n_waiting as u128;
+            self.integrals.span_ns += dt;
+            self.last = now;
+        }
+    }
+
+    fn mark(&self, now: SimTime) -> Mark {
+        let mut counts = WindowCounts::default();
+        for m in &self.classes {
+            counts.arrived += m.arrived;
+            counts.completed += m.completed;
+            counts.timed_out += m.timed_out;
+            counts.rejected += m.rejected;
+        }
+        Mark {
+            at: now,
+            integrals: self.integrals,
+            counts,
+        }
+    }
+
+    /// A connection became free (opened, or its query ended): serve the
+    /// oldest waiter of the highest non-empty priority, else close it if the
+    /// pool is above target, else park it idle.
+    #[inline]
+    fn reuse(&mut self, now: SimTime, conn: ConnId, fx: &mut Vec<Effect<T>>) {
+        if self.n_waiting > 0 {
+            for p in Priority::ALL {
+                if let Some(w) = self.waiters[p.index()].pop_front() {
+                    self.n_waiting -= 1;
+                    self.hand_out(now, conn, p, w.arrival, w.payload, fx);
+                    return;
+                }
+            }
+        }
+        if self.size > self.target {
+            self.close(conn, CloseReason::Shrink, fx);
+        } else {
+            self.conns[conn as usize].state = ConnState::Idle;
+            self.idle.push_back(conn);
+        }
+    }
+
+    #[inline]
+    fn hand_out(
+        &mut self,
+        now: SimTime,
+        conn: ConnId,
+        priority: Priority,
+        arrival: SimTime,
+        payload: T,
+        fx: &mut Vec<Effect<T>>,
+    ) {
+        let c = &mut self.conns[conn as usize];
+        c.state = ConnState::Active;
+        c.acquired_at = now;
+        c.req_arrival = arrival;
+        c.req_priority = priority;
+        self.active += 1;
+        let waited = now - arrival;
+        let p = priority.index();
+        let m = &mut self.classes[p];
+        m.wait.record(waited);
+        m.wait_served_sum_ns += waited.as_nanos() as u128;
+        let timeout = self.cfg.acquire_timeout[p];
+        if !timeout.is_infinite() && timeout.as_nanos() > 0 {
+            m.wait_pressure_sum += (waited.as_nanos() as f64 / timeout.as_nanos() as f64).min(1.0);
+        }
+        fx.push(Effect::Start {
+            conn,
+            priority,
+            waited,
+            payload,
+        });
+    }
+
+    fn open_one(&mut self, now: SimTime, fx: &mut Vec<Effect<T>>) {
+        let conn = Conn {
+            state: ConnState::Opening,
+            since: now,
+            acquired_at: now,
+            req_arrival: now,
+            req_priority: Priority::Normal,
+        };
+        let id = match self.free_slots.pop() {
+            Some(id) => {
+                self.conns[id as usize] = conn;
+                id
+            }
+            None => {
+                self.conns.push(conn);
+                (self.conns.len() - 1) as ConnId
+            }
+        };
+        self.opening += 1;
+        self.size += 1;
+        fx.push(Effect::Open(id));
+    }
+
+    fn close(&mut self, conn: ConnId, reason: CloseReason, fx: &mut Vec<Effect<T>>) {
+        self.conns[conn as usize].state = ConnState::Closing;
+        self.closing += 1;
+        self.size -= 1;
+        match reason {
+            CloseReason::Shrink => self.counters.closed_shrink += 1,
+            // Closing at the end is not a size the pool ran at.
+            CloseReason::EndOfRun => self.counters.closed_end_of_run += 1,
+        }
+        if reason != CloseReason::EndOfRun {
+            self.note_size();
+        }
+        fx.push(Effect::Close { conn, reason });
+    }
+
+    /// Steers the size to the target: opens below it, closes idle above it.
+    fn reconcile(&mut self, now: SimTime, fx: &mut Vec<Effect<T>>) {
+        while self.size < self.target {
+            self.open_one(now, fx);
+        }
+        while self.size > self.target {
+            match self.idle.pop_front() {
+                Some(conn) => self.close(conn, CloseReason::Shrink, fx),
+                None => break,
+            }
+        }
+        self.note_size();
+    }
+
+    fn note_size(&mut self) {
+        if self.started {
+            self.size_min_seen = self.size_min_seen.min(self.size);
+            self.size_max_seen = self.size_max_seen.max(self.size);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Text outputs derived from `summary.json`: the comparison table (plain
+//! text and Markdown) and the time-series CSV.
+
+pub mod timeseries;
+
+use crate::summary::{RunSummary, Summary};
+
+struct Column {
+    title: &'static str,
+    right: bool,
+    cell: fn(&RunSummary) -> String,
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+const COLUMNS: &[Column] = &[
+    Column {
+        title: "policy",
+        right: false,
+        cell: |r| r.policy.name.clone(),
+    },
+    Column {
+        title: "completed",
+        right: true,
+        cell: |r| thousands(r.requests.completed),
+    },
+    Column {
+        title: "timeouts h/n/l",
+        right: true,
+        cell: |r| {
+            let b = &r.by_priority;
+            format!(
+                "{}/{}/{}",
+                thousands(b.high.requests.timed_out),
+                thousands(b.normal.requests.timed_out),
+                thousands(b.low.requests.timed_out)
+            )
+        },
+    },
+    Column {
+        title: "wait p50 ms",
+        right: true,
+        cell: |r| ms(r.acquire_wait_ms.p50),
+    },
+    Column {
+        title: "wait p99 ms",
+        right: true,
+        cell: |r| ms(r.acquire_wait_ms.p99),
+    },
+    Column {
+        title: "pool mean",
+        right: true,
+        cell: |r| format!("{:.1}", r.pool.size_mean),
+    },
+    Column {
+        title: "min..max",
+        right: true,
+        cell: |r| format!("{}..{}", r.pool.size_min, r.pool.size_max),
+    },
+    Column {
+        title: "resizes",
+        right: true,
+        cell: |r| thousands(r.pool.resize_events),
+    },
+    Column {
+        title: "conn-s",
+        right: true,
+        cell: |r| thousands(r.pool.connection_seconds.round() as u64),
+    },
+    Column {
+        title: "health",
+        right: true,
+        cell: |r| format!("{:.1}", r.health.score),
+    },
+];
+
+fn header_line(s: &Summary) -> String {
+    format!(
+        "scenario {} · seed {} · trace {} ({}) · {} policies",
+        s.scenario,
+        s.seed,
+        s.trace.name,
+        s.trace.hash,
+        s.runs.len()
+    )
+}
+
+/// The comparison table as aligned plain text.
+pub fn table(s: &Summary) -> String {
+    let cells: Vec<Vec<String>> = s
+        .runs
+        .iter()
+        .map(|r| COLUMNS.iter().map(|c| (c.cell)(r)).collect())
+        .collect();
+    let widths: Vec<usize> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|row| row[i].chars().count())
+                .chain([c.title.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let fmt_row = |row: Vec<&str>| {
+        let parts: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if COLUMNS[i].right {
+                    format!("{v:>w$}", w = widths[i])
+                } else {
+                    format!("{v:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut out = header_line(s);
+    out.push('\n');
+    out.push_str(&fmt_row(COLUMNS.iter().map(|c| c.title).collect()));
+    out.push('\n');
+    for row in &cells {
+        out.push_str(&fmt_row(row.iter().map(|v| v.as_str()).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+/// The comparison table as Markdown (for pull-request comments).
+pub fn markdown(s: &Summary) -> String {
+    let mut out = format!("**pooltune** {}\n\n", header_line(s));
+    out.push('|');
+    for c in COLUMNS {
+        out.push_str(&format!(" {} |", c.title));
+    }
+    out.push_str("\n|");
+    for c in COLUMNS {
+        out.push_str(if c.right { " ---: |" } else { " :--- |" });
+    }
+    out.push('\n');
+    for r in &s.runs {
+        out.push('|');
+        for c in COLUMNS {
+            out.push_str(&format!(" {} |", (c.cell)(r).replace('|', "\\|")));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `summary.json` text: pretty, with a trailing newline.
+pub fn json(s: &Summary) -> String {
+    let mut t = serde_json::to_string_pretty(s).expect("summaries serialize");
+    t.push('\n');
+    t
+}
