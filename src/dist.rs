@@ -107,7 +107,9 @@ mod tests {
     #[test]
     fn sample_means_match_the_distribution_means() {
         let dists = [
-            DurationDist::Constant { value_ns: 5_000_000 },
+            DurationDist::Constant {
+                value_ns: 5_000_000,
+            },
             DurationDist::Exponential { mean_ns: 10e6 },
             DurationDist::lognormal_from_median_p99(8e6, 40e6),
             DurationDist::Uniform {
@@ -119,7 +121,10 @@ mod tests {
             let s = d.sampler();
             let mut rng = SeedTree::new(7).stream("t");
             let n = 200_000;
-            let mean = (0..n).map(|_| s.sample(&mut rng).as_nanos() as f64).sum::<f64>() / n as f64;
+            let mean = (0..n)
+                .map(|_| s.sample(&mut rng).as_nanos() as f64)
+                .sum::<f64>()
+                / n as f64;
             let rel = (mean - d.mean_ns()).abs() / d.mean_ns();
             assert!(rel < 0.02, "{d:?}: sample mean {mean} vs {}", d.mean_ns());
         }
@@ -130,7 +135,9 @@ mod tests {
         let d = DurationDist::lognormal_from_median_p99(8e6, 40e6);
         let s = d.sampler();
         let mut rng = SeedTree::new(3).stream("t");
-        let mut v: Vec<u64> = (0..100_000).map(|_| s.sample(&mut rng).as_nanos()).collect();
+        let mut v: Vec<u64> = (0..100_000)
+            .map(|_| s.sample(&mut rng).as_nanos())
+            .collect();
         v.sort_unstable();
         let median = v[v.len() / 2] as f64;
         let p99 = v[v.len() * 99 / 100] as f64;

@@ -82,7 +82,11 @@ pub enum SimError {
     /// An internal invariant was violated: a bug in pooltune, reported with
     /// what is needed to reproduce it.
     #[error("invariant violated at simulated {at} (seed {seed}): {what}; please report this with the command line")]
-    Invariant { what: String, at: SimTime, seed: u64 },
+    Invariant {
+        what: String,
+        at: SimTime,
+        seed: u64,
+    },
 }
 
 /// Any error the library returns.

@@ -91,9 +91,7 @@ mod tests {
         // Pinned so that a dependency bump that changes the streams is noticed:
         // it would silently change every published summary.
         let first: u64 = SeedTree::new(1).stream("arrivals").random();
-        let again: u64 = SeedTree::new(1).stream("arrivals").random();
-        assert_eq!(first, again);
-        assert_eq!(stream_id("arrivals", 0), stream_id("arrivals", 0));
-        assert_ne!(stream_id("arrivals", 0), stream_id("arrivals", 1));
+        assert_eq!(first, 16_530_685_007_364_688_933);
+        assert_eq!(stream_id("arrivals", 0), 4_191_368_136_310_790_092);
     }
 }

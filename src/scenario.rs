@@ -103,7 +103,11 @@ fn resolve(
     Err(ConfigError::UnknownName {
         what,
         name: arg.to_string(),
-        shipped: shipped.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+        shipped: shipped
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }
 
@@ -138,7 +142,15 @@ pub fn run_one(
     let w = &workload.spec;
     let source = Synthetic::new(&w.synthetic, &seeds);
     let mut rule = policy.spec.build();
-    let outcome = simulate(&policy.spec.pool, rule.as_mut(), &w.database, source, &seeds, &w.run, sink)?;
+    let outcome = simulate(
+        &policy.spec.pool,
+        rule.as_mut(),
+        &w.database,
+        source,
+        &seeds,
+        &w.run,
+        sink,
+    )?;
     let info = PolicyInfo {
         name: policy.spec.name.clone(),
         hash: policy.spec.hash.clone(),

@@ -172,13 +172,21 @@ pub struct HealthSummary {
 /// rejected costs 6 points, and 10 % costs all 60. Wait pressure says how
 /// close served requests came to their timeout (0 = never waited, 1 = all
 /// waited until their deadline). Failed health checks cost the last 10.
-pub fn health_score(failure_fraction: f64, wait_pressure: f64, checks_run: u64, checks_failed: u64) -> f64 {
+pub fn health_score(
+    failure_fraction: f64,
+    wait_pressure: f64,
+    checks_run: u64,
+    checks_failed: u64,
+) -> f64 {
     let checks = if checks_run == 0 {
         0.0
     } else {
         checks_failed as f64 / checks_run as f64
     };
-    let s = 100.0 - 60.0 * (10.0 * failure_fraction).min(1.0) - 30.0 * wait_pressure.min(1.0) - 10.0 * checks;
+    let s = 100.0
+        - 60.0 * (10.0 * failure_fraction).min(1.0)
+        - 30.0 * wait_pressure.min(1.0)
+        - 10.0 * checks;
     // One decimal: the score is a summary, not a measurement.
     (s.clamp(0.0, 100.0) * 10.0).round() / 10.0
 }
@@ -224,7 +232,12 @@ fn class_summary(m: &ClassMetrics) -> ClassSummary {
 }
 
 /// Builds one run's summary from a finished simulation.
-pub fn run_summary(outcome: &RunOutcome, policy: PolicyInfo, trace_name: &str, trace_hash: &str) -> RunSummary {
+pub fn run_summary(
+    outcome: &RunOutcome,
+    policy: PolicyInfo,
+    trace_name: &str,
+    trace_hash: &str,
+) -> RunSummary {
     let pool = &outcome.pool;
     let classes = pool.classes();
     let mut all = ClassMetrics::default();

@@ -131,7 +131,7 @@ impl fmt::Display for SimDuration {
                     return write!(f, "{whole}{name}");
                 }
                 let milli = per / 1000;
-                if milli > 0 && rem % milli == 0 {
+                if milli > 0 && rem.is_multiple_of(milli) {
                     let frac = format!("{:03}", rem / milli);
                     return write!(f, "{whole}.{}{name}", frac.trim_end_matches('0'));
                 }
@@ -205,7 +205,7 @@ pub fn parse_duration(input: &str) -> Result<SimDuration, DurationParseError> {
     let mut scale = per;
     for d in frac.chars() {
         let digit = d.to_digit(10).ok_or_else(err)? as u64;
-        if scale % 10 != 0 {
+        if !scale.is_multiple_of(10) {
             if digit != 0 {
                 return Err(err());
             }
@@ -226,8 +226,14 @@ mod tests {
     fn parses_humane_durations_exactly() {
         assert_eq!(parse_duration("2.5s").unwrap(), SimDuration(2_500_000_000));
         assert_eq!(parse_duration("250ms").unwrap(), SimDuration(250_000_000));
-        assert_eq!(parse_duration("10m").unwrap(), SimDuration(600 * NANOS_PER_S));
-        assert_eq!(parse_duration("1h").unwrap(), SimDuration(3600 * NANOS_PER_S));
+        assert_eq!(
+            parse_duration("10m").unwrap(),
+            SimDuration(600 * NANOS_PER_S)
+        );
+        assert_eq!(
+            parse_duration("1h").unwrap(),
+            SimDuration(3600 * NANOS_PER_S)
+        );
         assert_eq!(parse_duration("0.001ms").unwrap(), SimDuration(1_000));
         assert_eq!(parse_duration("7ns").unwrap(), SimDuration(7));
         assert_eq!(parse_duration(".5s").unwrap(), SimDuration(500_000_000));
@@ -236,17 +242,32 @@ mod tests {
     #[test]
     fn rejects_malformed_durations() {
         for bad in [
-            "", "s", "5", "5 sec", "-1s", "1.5.2s", "1.s", "0.5ns", "abc", "1e3ms", "99999999999999h",
+            "",
+            "s",
+            "5",
+            "5 sec",
+            "-1s",
+            "1.5.2s",
+            "1.s",
+            "0.5ns",
+            "abc",
+            "1e3ms",
+            "99999999999999h",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
         let msg = parse_duration("5 sec").unwrap_err().to_string();
-        assert!(msg.contains("expected a duration") && msg.contains("\"5 sec\""), "{msg}");
+        assert!(
+            msg.contains("expected a duration") && msg.contains("\"5 sec\""),
+            "{msg}"
+        );
     }
 
     #[test]
     fn display_round_trips_examples() {
-        for s in ["2.5s", "250ms", "30s", "10m", "1h", "1.5us", "7ns", "0s", "1.25ms"] {
+        for s in [
+            "2.5s", "250ms", "30s", "10m", "1h", "1.5us", "7ns", "0s", "1.25ms",
+        ] {
             assert_eq!(parse_duration(s).unwrap().to_string(), s);
         }
     }

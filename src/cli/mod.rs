@@ -11,8 +11,13 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pooltune::config::Override;
-use pooltune::error::{ConfigError, Error, SimError};
-use pooltune::report::{self, timeseries::CsvSink};
+use pooltune::error::{ConfigError, Error, Origin, SimError};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pooltune::report::{
+    self,
+    timeseries::{CsvSink, WithProgress},
+};
+use pooltune::time::SimTime;
 use pooltune::scenario::{self, LoadedPolicy};
 
 #[derive(Parser, Debug)]
@@ -125,10 +130,25 @@ pub fn main() -> u8 {
         Ok(()) => exit_code::OK,
         Err(e) => {
             let f = classify(e);
-            eprintln!("error: {:#}", f.error);
+            eprintln!("error: {}", message(&f.error));
             f.code
         }
     }
+}
+
+/// The error and its causes, each once: library errors already include
+/// their cause's text (e.g. the I/O error after the path), so a cause whose
+/// text is already there is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn lib<T, E: Into<Error>>(r: std::result::Result<T, E>) -> Result<T> {
@@ -144,7 +164,10 @@ fn sim_run(args: RunArgs) -> Result<()> {
     let split = lib(scenario::split_overrides(&overrides))?;
     let workload = lib(scenario::load_workload(&args.trace, &split.workload))?;
     let names: Vec<String> = if args.policies.is_empty() {
-        scenario::DEFAULT_POLICIES.iter().map(|s| s.to_string()).collect()
+        scenario::DEFAULT_POLICIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     } else {
         args.policies.clone()
     };
@@ -152,33 +175,47 @@ fn sim_run(args: RunArgs) -> Result<()> {
         .iter()
         .map(|n| scenario::load_policy(n, &split.policy))
         .collect::<std::result::Result<Vec<_>, _>>())?;
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeMap::new();
     for p in &policies {
-        if !seen.insert(p.spec.name.clone()) {
-            anyhow::bail!(Error::Config(ConfigError::BadOverride {
-                assignment: format!("--policy {}", p.source),
-                message: format!("two policies are named `{}`; names must differ to compare them", p.spec.name),
+        if let Some(first) = seen.insert(p.spec.name.clone(), p.source.clone()) {
+            anyhow::bail!(Error::Config(ConfigError::Invalid {
+                origin: Origin::WholeFile {
+                    file: p.source.clone(),
+                },
+                key: "name".to_string(),
+                message: format!(
+                    "`{}` is also the name of the policy from {first}; the policies compared must have different names",
+                    p.spec.name
+                ),
             }));
         }
     }
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("reports").join(format!("{}-{}", workload.spec.name, args.seed)));
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        Path::new("reports").join(format!("{}-{}", workload.spec.name, args.seed))
+    });
     eprintln!(
         "pooltune sim run: trace {} ({}), seed {}, {} {}",
         workload.spec.name,
         workload.source,
         args.seed,
         policies.len(),
-        if policies.len() == 1 { "policy" } else { "policies" }
+        if policies.len() == 1 {
+            "policy"
+        } else {
+            "policies"
+        }
     );
 
     let started = wall_clock();
+    let bars = progress_bars(&workload, &policies);
     let summary = if args.no_write {
-        let mut sinks: Vec<pooltune::core::metrics::NullSink> =
-            policies.iter().map(|_| pooltune::core::metrics::NullSink).collect();
-        lib(scenario::run_scenario(&workload, &policies, args.seed, &mut sinks))?
+        let mut sinks: Vec<_> = bars
+            .iter()
+            .map(|bar| with_bar(pooltune::core::metrics::NullSink, bar))
+            .collect();
+        lib(scenario::run_scenario(
+            &workload, &policies, args.seed, &mut sinks,
+        ))?
     } else {
         fs::create_dir_all(&out_dir).map_err(|source| Error::Write {
             path: out_dir.clone(),
@@ -195,11 +232,14 @@ fn sim_run(args: RunArgs) -> Result<()> {
                 path: path.clone(),
                 source,
             })?;
-            sinks.push(CsvSink::new(&p.spec.name, BufWriter::new(file), i == 0));
+            let csv = CsvSink::new(&p.spec.name, BufWriter::new(file), i == 0);
+            sinks.push(with_bar(csv, &bars[i]));
         }
-        let summary = lib(scenario::run_scenario(&workload, &policies, args.seed, &mut sinks))?;
+        let summary = lib(scenario::run_scenario(
+            &workload, &policies, args.seed, &mut sinks,
+        ))?;
         for (sink, path) in sinks.into_iter().zip(&parts) {
-            sink.finish().map_err(|source| Error::Write {
+            sink.inner.finish().map_err(|source| Error::Write {
                 path: path.clone(),
                 source,
             })?;
@@ -207,6 +247,9 @@ fn sim_run(args: RunArgs) -> Result<()> {
         write_outputs(&out_dir, &summary, &parts)?;
         summary
     };
+    for bar in &bars {
+        bar.finish_and_clear();
+    }
     let elapsed = wall_clock().duration_since(started).as_secs_f64();
     let events: u64 = summary.runs.iter().map(|r| r.events).sum();
     eprintln!(
@@ -228,7 +271,43 @@ fn sim_run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_outputs(dir: &Path, summary: &pooltune::summary::Summary, parts: &[PathBuf]) -> Result<()> {
+/// One progress bar per policy, in simulated seconds; drawn on stderr only
+/// when it is a terminal (indicatif hides it otherwise).
+fn progress_bars(workload: &scenario::LoadedWorkload, policies: &[LoadedPolicy]) -> Vec<ProgressBar> {
+    let w = &workload.spec.synthetic;
+    let expected_end_s = match (w.duration, w.max_requests) {
+        (Some(d), Some(n)) => d.as_secs_f64().min(n as f64 / w.rate_per_s),
+        (Some(d), None) => d.as_secs_f64(),
+        (None, Some(n)) => n as f64 / w.rate_per_s,
+        (None, None) => 0.0,
+    };
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{prefix:>20} {bar:30} {pos}/{len} simulated s, eta {eta}")
+        .expect("constant template is valid");
+    policies
+        .iter()
+        .map(|p| {
+            let bar = multi.add(ProgressBar::new(expected_end_s.ceil() as u64));
+            bar.set_style(style.clone());
+            bar.set_prefix(p.spec.name.clone());
+            bar
+        })
+        .collect()
+}
+
+fn with_bar<S>(inner: S, bar: &ProgressBar) -> WithProgress<S, impl FnMut(SimTime) + Send> {
+    let bar = bar.clone();
+    WithProgress {
+        inner,
+        on_progress: move |now: SimTime| bar.set_position(now.as_secs_f64() as u64),
+    }
+}
+
+fn write_outputs(
+    dir: &Path,
+    summary: &pooltune::summary::Summary,
+    parts: &[PathBuf],
+) -> Result<()> {
     let write = |name: &str, text: &str| -> Result<()> {
         let path = dir.join(name);
         fs::write(&path, text)

@@ -65,11 +65,15 @@ impl Override {
         }
         let path: Vec<String> = key.split('.').map(|s| s.trim().to_string()).collect();
         if path.iter().any(|s| s.is_empty()) {
-            return Err(bad("the key has an empty segment (two dots, or a leading/trailing dot)"));
+            return Err(bad(
+                "the key has an empty segment (two dots, or a leading/trailing dot)",
+            ));
         }
         let raw = raw.trim();
         let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-            Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+            Ok(mut t) => t
+                .remove("v")
+                .unwrap_or_else(|| toml::Value::String(raw.to_string())),
             Err(_) => toml::Value::String(raw.to_string()),
         };
         Ok(Override {
@@ -100,11 +104,10 @@ impl<'a> Locator<'a> {
     pub fn origin(&self, key: &str) -> Origin {
         let segs: Vec<&str> = key.split('.').collect();
         // The most specific override that covers the key wins.
-        if let Some(o) = self
-            .overrides
-            .iter()
-            .rev()
-            .find(|o| o.path.len() <= segs.len() && o.path.iter().zip(&segs).all(|(a, b)| a == b))
+        if let Some(o) =
+            self.overrides.iter().rev().find(|o| {
+                o.path.len() <= segs.len() && o.path.iter().zip(&segs).all(|(a, b)| a == b)
+            })
         {
             return Origin::Override {
                 file: self.doc.name.clone(),
@@ -134,15 +137,41 @@ impl<'a> Locator<'a> {
             message: message.into(),
         }
     }
+
+    /// An `Invalid` error for `key` that breaks a constraint with the
+    /// `related` keys (e.g. `size.min` against `size.max`): when `key` or one
+    /// of them was set with `--set`, the error names that override, since it
+    /// made the combination invalid. Otherwise as [`Locator::invalid`].
+    pub fn invalid_related(
+        &self,
+        key: &str,
+        related: &[&str],
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let origin = std::iter::once(key)
+            .chain(related.iter().copied())
+            .map(|k| self.origin(k))
+            .find(|o| matches!(o, Origin::Override { .. }))
+            .unwrap_or_else(|| self.origin(key));
+        ConfigError::Invalid {
+            origin,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
 }
 
-/// Byte offset of the deepest key of `segs` that exists in `text`.
+/// Byte offset of the deepest key of `segs` that exists in `text`: the key
+/// itself or, when it is absent, the table it belongs in (`None` when not
+/// even the top-level key is there).
 fn locate(text: &str, segs: &[&str]) -> Option<usize> {
     let root = DeTable::parse(text).ok()?;
     let mut table = root.get_ref();
     let mut found = None;
     for seg in segs {
-        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *seg)?;
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *seg) else {
+            break;
+        };
         found = Some(k.span().start);
         match v.get_ref() {
             DeValue::Table(t) => table = t,
@@ -182,10 +211,15 @@ pub fn deserialize<R: DeserializeOwned>(
                 file: doc.name.clone(),
             },
         };
-        ConfigError::Syntax {
-            origin,
-            message: e.message().trim().to_string(),
+        let mut message = e.message().trim().to_string();
+        // toml does not say which key is repeated; its span does.
+        if message == "duplicate key" {
+            let key = e.span().and_then(|span| doc.text.get(span));
+            if let Some(key) = key.filter(|k| !k.trim().is_empty() && !k.contains('\n')) {
+                message = format!("duplicate key `{}`", key.trim());
+            }
         }
+        ConfigError::Syntax { origin, message }
     })?;
     for o in overrides {
         apply_override(&mut table, o)?;
@@ -193,22 +227,42 @@ pub fn deserialize<R: DeserializeOwned>(
     let locator = Locator::new(doc, overrides);
     let value = toml::Value::Table(table.clone());
     let raw: R = serde_path_to_error::deserialize(value).map_err(|e| {
-        let key = e.path().to_string();
+        let mut key: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
         let message = e.inner().message().trim().to_string();
-        // serde names the unknown key in the message but not in the path.
-        let key = match unknown_field(&message) {
-            Some(field) if key == "." => field.to_string(),
-            Some(field) => format!("{key}.{field}"),
-            None => key,
+        // An unknown key is already the path's last segment. A missing key is
+        // named only in the message: append it, so the error names the whole
+        // key and points at the table it belongs in.
+        let message = match missing_field(&message) {
+            Some(field) => {
+                key.push(field.to_string());
+                "required key is missing".to_string()
+            }
+            None => readable(&message),
         };
-        locator.invalid(&key, message)
+        locator.invalid(&key.join("."), message)
     })?;
     Ok((raw, table))
 }
 
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
     rest.split('`').next()
+}
+
+/// serde's messages name Rust types ("expected u32", "expected struct
+/// SizeRaw"); say what to write in the file instead.
+fn readable(message: &str) -> String {
+    let mut m = message
+        .replace(
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        )
+        .replace("expected u64", "expected a whole number >= 0")
+        .replace("expected f64", "expected a number");
+    if let Some(i) = m.find("expected struct ") {
+        m.replace_range(i.., "expected a table");
+    }
+    m
 }
 
 fn apply_override(table: &mut toml::Table, o: &Override) -> Result<(), ConfigError> {

@@ -33,7 +33,14 @@ use crate::time::SimDuration;
 
 /// Top-level tables of a policy file; a `--set` key starting with one of
 /// these applies to the policy.
-pub const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "size", "resize", "acquire_timeout", "queue"];
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "size",
+    "resize",
+    "acquire_timeout",
+    "queue",
+];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -184,14 +191,22 @@ impl PolicySpec {
     }
 
     /// Loads and validates a policy document with overrides.
-    pub fn load(doc: &Document, default_name: &str, overrides: &[Override]) -> Result<Self, ConfigError> {
+    pub fn load(
+        doc: &Document,
+        default_name: &str,
+        overrides: &[Override],
+    ) -> Result<Self, ConfigError> {
         let (raw, _table): (PolicyFile, _) = deserialize(doc, overrides)?;
         let loc = Locator::new(doc, overrides);
         validate(raw, default_name, &loc)
     }
 }
 
-fn validate(mut raw: PolicyFile, default_name: &str, loc: &Locator) -> Result<PolicySpec, ConfigError> {
+fn validate(
+    mut raw: PolicyFile,
+    default_name: &str,
+    loc: &Locator,
+) -> Result<PolicySpec, ConfigError> {
     let name = raw.name.clone().unwrap_or_else(|| default_name.to_string());
     if name.trim().is_empty() {
         return Err(loc.invalid("name", "expected a non-empty name"));
@@ -201,17 +216,29 @@ fn validate(mut raw: PolicyFile, default_name: &str, loc: &Locator) -> Result<Po
         return Err(loc.invalid("size.max", "expected at least 1 connection, got 0"));
     }
     if s.min > s.max {
-        return Err(loc.invalid(
+        return Err(loc.invalid_related(
             "size.min",
-            format!("expected size.min <= size.max, got min {} > max {}", s.min, s.max),
+            &["size.max"],
+            format!(
+                "expected size.min <= size.max, got min {} > max {}",
+                s.min, s.max
+            ),
         ));
     }
     let kind = raw.resize.kind;
-    let initial = s.initial.unwrap_or(if kind == ResizeKind::Fixed { s.max } else { s.min });
+    let initial = s.initial.unwrap_or(if kind == ResizeKind::Fixed {
+        s.max
+    } else {
+        s.min
+    });
     if initial < s.min || initial > s.max {
-        return Err(loc.invalid(
+        return Err(loc.invalid_related(
             "size.initial",
-            format!("expected a value in [size.min, size.max] = [{}, {}], got {initial}", s.min, s.max),
+            &["size.min", "size.max"],
+            format!(
+                "expected a value in [size.min, size.max] = [{}, {}], got {initial}",
+                s.min, s.max
+            ),
         ));
     }
     let r = &raw.resize;
@@ -225,15 +252,17 @@ fn validate(mut raw: PolicyFile, default_name: &str, loc: &Locator) -> Result<Po
                 ("signal", r.signal.is_some()),
             ] {
                 if set {
-                    return Err(loc.invalid(
+                    return Err(loc.invalid_related(
                         &format!("resize.{key}"),
+                        &["resize.kind"],
                         "only applies to resize.kind = \"threshold\"; a fixed pool never resizes",
                     ));
                 }
             }
             if s.min != s.max {
-                return Err(loc.invalid(
+                return Err(loc.invalid_related(
                     "size.min",
+                    &["size.max", "resize.kind"],
                     format!(
                         "resize.kind = \"fixed\" needs size.min == size.max (the pool's one size), got min {} and max {}",
                         s.min, s.max
@@ -243,7 +272,10 @@ fn validate(mut raw: PolicyFile, default_name: &str, loc: &Locator) -> Result<Po
             Rule::Fixed
         }
         ResizeKind::Threshold => {
-            let interval = r.interval.map(|d| d.0).unwrap_or(SimDuration::from_secs(30));
+            let interval = r
+                .interval
+                .map(|d| d.0)
+                .unwrap_or(SimDuration::from_secs(30));
             if interval.0 == 0 {
                 return Err(loc.invalid("resize.interval", "expected a positive duration, got 0s"));
             }
@@ -262,8 +294,9 @@ fn validate(mut raw: PolicyFile, default_name: &str, loc: &Locator) -> Result<Po
                 ));
             }
             if scale_down >= scale_up {
-                return Err(loc.invalid(
+                return Err(loc.invalid_related(
                     "resize.scale_down",
+                    &["resize.scale_up"],
                     format!(
                         "expected scale_down < scale_up (a band in which the pool holds), got scale_down {scale_down} >= scale_up {scale_up}"
                     ),
@@ -271,7 +304,10 @@ fn validate(mut raw: PolicyFile, default_name: &str, loc: &Locator) -> Result<Po
             }
             let step = r.step.unwrap_or(1);
             if step == 0 {
-                return Err(loc.invalid("resize.step", "expected at least 1 connection per step, got 0"));
+                return Err(loc.invalid(
+                    "resize.step",
+                    "expected at least 1 connection per step, got 0",
+                ));
             }
             Rule::Threshold(ThresholdParams {
                 interval,
@@ -284,7 +320,10 @@ fn validate(mut raw: PolicyFile, default_name: &str, loc: &Locator) -> Result<Po
     };
     let t = &raw.acquire_timeout;
     let mut acquire_timeout = [SimDuration::INFINITE; 3];
-    for (i, (key, v)) in [("high", t.high), ("normal", t.normal), ("low", t.low)].into_iter().enumerate() {
+    for (i, (key, v)) in [("high", t.high), ("normal", t.normal), ("low", t.low)]
+        .into_iter()
+        .enumerate()
+    {
         if let Some(d) = v.0 {
             if d.0 == 0 {
                 return Err(loc.invalid(
@@ -330,7 +369,10 @@ fn validate(mut raw: PolicyFile, default_name: &str, loc: &Locator) -> Result<Po
 /// names work from any directory.
 pub const SHIPPED: &[(&str, &str)] = &[
     ("seed-80-30", include_str!("../../policies/seed-80-30.toml")),
-    ("seed-80-30-low10s", include_str!("../../policies/seed-80-30-low10s.toml")),
+    (
+        "seed-80-30-low10s",
+        include_str!("../../policies/seed-80-30-low10s.toml"),
+    ),
     ("fixed-10", include_str!("../../policies/fixed-10.toml")),
     ("fixed-25", include_str!("../../policies/fixed-25.toml")),
 ];

@@ -24,7 +24,7 @@
 //! usl_kappa = 0.0            # default 0
 //! [run]
 //! max_events = 10000000000   # default 1e10
-//! max_sim_time = "30d"       # default "720h"
+//! max_sim_time = "240h"      # default "720h" (30 days; the largest unit is h)
 //! sample_interval = "1s"     # default "1s"; "none" for no time series
 //! drain = true               # default true
 //! ```
@@ -228,7 +228,11 @@ pub struct WorkloadSpec {
 }
 
 impl WorkloadSpec {
-    pub fn load(doc: &Document, default_name: &str, overrides: &[Override]) -> Result<Self, ConfigError> {
+    pub fn load(
+        doc: &Document,
+        default_name: &str,
+        overrides: &[Override],
+    ) -> Result<Self, ConfigError> {
         let (raw, _table): (WorkloadFile, _) = deserialize(doc, overrides)?;
         let loc = Locator::new(doc, overrides);
         validate(raw, default_name, &loc)
@@ -243,7 +247,11 @@ fn fraction(loc: &Locator, key: &str, v: f64) -> Result<f64, ConfigError> {
     }
 }
 
-fn validate(mut raw: WorkloadFile, default_name: &str, loc: &Locator) -> Result<WorkloadSpec, ConfigError> {
+fn validate(
+    mut raw: WorkloadFile,
+    default_name: &str,
+    loc: &Locator,
+) -> Result<WorkloadSpec, ConfigError> {
     let name = raw.name.clone().unwrap_or_else(|| default_name.to_string());
     if name.trim().is_empty() {
         return Err(loc.invalid("name", "expected a non-empty name"));
@@ -278,9 +286,17 @@ fn validate(mut raw: WorkloadFile, default_name: &str, loc: &Locator) -> Result<
     ];
     let sum: f64 = mix.iter().sum();
     if (sum - 1.0).abs() > 1e-9 {
-        return Err(loc.invalid(
+        return Err(loc.invalid_related(
             "priority_mix",
-            format!("expected high + normal + low = 1, got {} + {} + {} = {sum}", mix[0], mix[1], mix[2]),
+            &[
+                "priority_mix.high",
+                "priority_mix.normal",
+                "priority_mix.low",
+            ],
+            format!(
+                "expected high + normal + low = 1, got {} + {} + {} = {sum}",
+                mix[0], mix[1], mix[2]
+            ),
         ));
     }
     let write_fraction = fraction(loc, "write_fraction", raw.write_fraction)?;
@@ -292,7 +308,10 @@ fn validate(mut raw: WorkloadFile, default_name: &str, loc: &Locator) -> Result<
     if db.max_connections == 0 {
         return Err(loc.invalid("database.max_connections", "expected at least 1, got 0"));
     }
-    for (key, v) in [("database.usl_sigma", db.usl_sigma), ("database.usl_kappa", db.usl_kappa)] {
+    for (key, v) in [
+        ("database.usl_sigma", db.usl_sigma),
+        ("database.usl_kappa", db.usl_kappa),
+    ] {
         if !(v.is_finite() && v >= 0.0) {
             return Err(loc.invalid(key, format!("expected a finite coefficient >= 0, got {v}")));
         }
@@ -366,9 +385,13 @@ fn dist(loc: &Locator, key: &str, d: &DistRaw) -> Result<DurationDist, ConfigErr
     ];
     for (name, set) in present {
         if set && !allowed.contains(&name) {
-            return Err(loc.invalid(
+            return Err(loc.invalid_related(
                 &k(name),
-                format!("does not apply to kind = \"{kind_name}\" (it takes: {})", allowed.join(", ")),
+                &[&k("kind")],
+                format!(
+                    "does not apply to kind = \"{kind_name}\" (it takes: {})",
+                    allowed.join(", ")
+                ),
             ));
         }
     }
@@ -400,8 +423,9 @@ fn dist(loc: &Locator, key: &str, d: &DistRaw) -> Result<DurationDist, ConfigErr
                 (Some(p99), None) => {
                     let p99 = p99.0 .0 as f64;
                     if p99 <= median {
-                        return Err(loc.invalid(
+                        return Err(loc.invalid_related(
                             &k("p99"),
+                            &[&k("median")],
                             format!(
                                 "expected p99 above the median ({}), got {}",
                                 SimDuration(median as u64),
@@ -424,7 +448,7 @@ fn dist(loc: &Locator, key: &str, d: &DistRaw) -> Result<DurationDist, ConfigErr
                     }
                 }
                 (Some(_), Some(_)) => {
-                    return Err(loc.invalid(&k("sigma"), "give either p99 or sigma, not both"))
+                    return Err(loc.invalid_related(&k("sigma"),&[&k("p99")], "give either p99 or sigma, not both"))
                 }
                 (None, None) => {
                     return Err(loc.invalid(
@@ -438,8 +462,9 @@ fn dist(loc: &Locator, key: &str, d: &DistRaw) -> Result<DurationDist, ConfigErr
             let min = need(d.min, "min")?;
             let max = need(d.max, "max")?;
             if min > max {
-                return Err(loc.invalid(
+                return Err(loc.invalid_related(
                     &k("min"),
+                    &[&k("max")],
                     format!("expected min <= max, got min {min} > max {max}"),
                 ));
             }
@@ -455,6 +480,12 @@ fn dist(loc: &Locator, key: &str, d: &DistRaw) -> Result<DurationDist, ConfigErr
 pub const SHIPPED: &[(&str, &str)] = &[
     ("default", include_str!("../../traces/default.toml")),
     ("mmc-c25-a20", include_str!("../../traces/mmc-c25-a20.toml")),
-    ("mmc-c10-rho09-timeout", include_str!("../../traces/mmc-c10-rho09-timeout.toml")),
-    ("mmc-c10-priorities", include_str!("../../traces/mmc-c10-priorities.toml")),
+    (
+        "mmc-c10-rho09-timeout",
+        include_str!("../../traces/mmc-c10-rho09-timeout.toml"),
+    ),
+    (
+        "mmc-c10-priorities",
+        include_str!("../../traces/mmc-c10-priorities.toml"),
+    ),
 ];

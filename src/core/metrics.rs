@@ -275,6 +275,9 @@ pub struct Sample {
 /// does not grow with the run's length).
 pub trait SampleSink {
     fn record(&mut self, sample: &Sample);
+    /// Called every few tens of thousands of events with the simulated time
+    /// reached (for progress bars); ignored by default.
+    fn progress(&mut self, _now: SimTime, _events: u64) {}
 }
 
 /// Discards samples (benchmarks).

@@ -170,7 +170,13 @@ impl<T> Pool<T> {
 
     /// A request arrives and asks for a connection.
     #[inline]
-    pub fn acquire(&mut self, now: SimTime, priority: Priority, payload: T, fx: &mut Vec<Effect<T>>) {
+    pub fn acquire(
+        &mut self,
+        now: SimTime,
+        priority: Priority,
+        payload: T,
+        fx: &mut Vec<Effect<T>>,
+    ) {
         self.advance(now);
         let p = priority.index();
         self.classes[p].arrived += 1;
@@ -186,7 +192,9 @@ impl<T> Pool<T> {
         }
         let deadline = now + self.cfg.acquire_timeout[p];
         debug_assert!(
-            self.waiters[p].back().is_none_or(|w| w.deadline <= deadline),
+            self.waiters[p]
+                .back()
+                .is_none_or(|w| w.deadline <= deadline),
             "deadlines within a priority are FIFO-ordered"
         );
         self.waiters[p].push_back(Waiter {
@@ -197,7 +205,10 @@ impl<T> Pool<T> {
         self.n_waiting += 1;
         if !self.timer_armed[p] && deadline != SimTime::NEVER {
             self.timer_armed[p] = true;
-            fx.push(Effect::ArmTimer { priority, at: deadline });
+            fx.push(Effect::ArmTimer {
+                priority,
+                at: deadline,
+            });
         }
     }
 
@@ -206,7 +217,11 @@ impl<T> Pool<T> {
     pub fn release(&mut self, now: SimTime, conn: ConnId, fx: &mut Vec<Effect<T>>) {
         self.advance(now);
         let c = self.conns[conn as usize];
-        debug_assert_eq!(c.state, ConnState::Active, "release of a connection not active");
+        debug_assert_eq!(
+            c.state,
+            ConnState::Active,
+            "release of a connection not active"
+        );
         let m = &mut self.classes[c.req_priority.index()];
         m.completed += 1;
         m.query.record(now - c.acquired_at);
@@ -411,7 +426,10 @@ impl<T> Pool<T> {
     }
     /// Smallest and largest size seen since start.
     pub fn size_range_seen(&self) -> (u32, u32) {
-        (self.size_min_seen.min(self.size_max_seen), self.size_max_seen)
+        (
+            self.size_min_seen.min(self.size_max_seen),
+            self.size_max_seen,
+        )
     }
     /// Requests holding a connection or waiting for one.
     pub fn in_flight(&self) -> u64 {
@@ -611,5 +629,163 @@ impl<T> Pool<T> {
             self.size_min_seen = self.size_min_seen.min(self.size);
             self.size_max_seen = self.size_max_seen.max(self.size);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Fx = Vec<Effect<&'static str>>;
+
+    fn pool(size: u32, timeouts_ms: [u64; 3]) -> (Pool<&'static str>, Fx) {
+        let mut p = Pool::new(PoolConfig {
+            min: size,
+            max: size,
+            initial: size,
+            acquire_timeout: timeouts_ms.map(SimDuration::from_millis),
+            max_waiters: 3,
+        });
+        let mut fx = Vec::new();
+        p.start(SimTime::ZERO, &mut fx);
+        let opened: Vec<ConnId> = fx
+            .drain(..)
+            .map(|e| match e {
+                Effect::Open(c) => c,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        for c in opened {
+            p.connected(SimTime::ZERO, c, &mut fx);
+        }
+        assert!(fx.is_empty());
+        (p, fx)
+    }
+
+    fn started(fx: &mut Fx) -> Vec<&'static str> {
+        fx.drain(..)
+            .filter_map(|e| match e {
+                Effect::Start { payload, .. } => Some(payload),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strict_priority_then_fifo_within_a_priority() {
+        let (mut p, mut fx) = pool(1, [1000; 3]);
+        let t = |ms: u64| SimTime(ms * 1_000_000);
+        p.acquire(t(0), Priority::Normal, "running", &mut fx);
+        assert_eq!(started(&mut fx), vec!["running"]);
+        p.acquire(t(1), Priority::Low, "low", &mut fx);
+        p.acquire(t(2), Priority::Normal, "normal", &mut fx);
+        p.acquire(t(3), Priority::High, "high-1", &mut fx);
+        fx.clear();
+        // The queue is full (max_waiters = 3): rejected at once.
+        p.acquire(t(3), Priority::High, "high-2", &mut fx);
+        assert!(matches!(
+            fx[..],
+            [Effect::Rejected {
+                payload: "high-2",
+                ..
+            }]
+        ));
+        fx.clear();
+        let mut order = Vec::new();
+        for ms in 10..13 {
+            p.release(t(ms), 0, &mut fx);
+            order.extend(started(&mut fx));
+        }
+        assert_eq!(order, vec!["high-1", "normal", "low"]);
+        p.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn waiters_time_out_at_their_deadline_and_are_counted() {
+        let (mut p, mut fx) = pool(1, [1000, 500, 250]);
+        let t = |ms: u64| SimTime(ms * 1_000_000);
+        p.acquire(t(0), Priority::Normal, "running", &mut fx);
+        fx.clear();
+        p.acquire(t(10), Priority::Low, "low", &mut fx);
+        assert_eq!(
+            fx,
+            vec![Effect::ArmTimer {
+                priority: Priority::Low,
+                at: t(260)
+            }]
+        );
+        fx.clear();
+        // Too early: nothing expires, the timer is re-armed for the head.
+        p.expire(t(100), Priority::Low, &mut fx);
+        assert_eq!(
+            fx,
+            vec![Effect::ArmTimer {
+                priority: Priority::Low,
+                at: t(260)
+            }]
+        );
+        fx.clear();
+        p.expire(t(260), Priority::Low, &mut fx);
+        assert!(
+            matches!(fx[..], [Effect::TimedOut { payload: "low", waited, .. }] if waited == SimDuration::from_millis(250))
+        );
+        assert_eq!(p.classes()[2].timed_out, 1);
+        assert_eq!(p.classes()[2].wait.max_ns(), 250_000_000);
+        p.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn shrinking_closes_idle_connections_and_growing_opens() {
+        let mut p: Pool<&str> = Pool::new(PoolConfig {
+            min: 1,
+            max: 4,
+            initial: 2,
+            acquire_timeout: [SimDuration::INFINITE; 3],
+            max_waiters: 10,
+        });
+        let mut fx = Vec::new();
+        p.start(SimTime::ZERO, &mut fx);
+        assert_eq!(fx.len(), 2);
+        fx.clear();
+        p.connected(SimTime(1), 0, &mut fx);
+        p.connected(SimTime(1), 1, &mut fx);
+        assert!(p.apply(SimTime(2), Decision::Resize { target: 9 }, &mut fx));
+        // Clamped to max = 4: two more opens.
+        assert_eq!(
+            fx.iter().filter(|e| matches!(e, Effect::Open(_))).count(),
+            2
+        );
+        assert_eq!((p.target(), p.size()), (4, 4));
+        fx.clear();
+        assert!(p.apply(SimTime(3), Decision::Resize { target: 1 }, &mut fx));
+        // Two idle connections close now; the two opening ones close when they open.
+        assert_eq!(
+            fx.iter()
+                .filter(|e| matches!(e, Effect::Close { .. }))
+                .count(),
+            2
+        );
+        for e in std::mem::take(&mut fx) {
+            if let Effect::Close { conn, .. } = e {
+                p.closed(SimTime(3), conn);
+            }
+        }
+        p.connected(SimTime(4), 2, &mut fx);
+        assert!(matches!(
+            fx[..],
+            [Effect::Close {
+                conn: 2,
+                reason: CloseReason::Shrink
+            }]
+        ));
+        p.closed(SimTime(4), 2);
+        fx.clear();
+        // At target now: the last one to open stays, idle.
+        p.connected(SimTime(5), 3, &mut fx);
+        assert!(fx.is_empty());
+        assert_eq!((p.size(), p.target()), (1, 1));
+        p.check_invariants().unwrap();
+        assert_eq!(p.counters().shrink_events, 1);
+        assert_eq!(p.counters().grow_events, 1);
     }
 }

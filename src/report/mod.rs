@@ -15,7 +15,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -96,12 +96,13 @@ const COLUMNS: &[Column] = &[
 
 fn header_line(s: &Summary) -> String {
     format!(
-        "scenario {} · seed {} · trace {} ({}) · {} policies",
+        "scenario {} · seed {} · trace {} ({}) · {} {}",
         s.scenario,
         s.seed,
         s.trace.name,
         s.trace.hash,
-        s.runs.len()
+        s.runs.len(),
+        if s.runs.len() == 1 { "policy" } else { "policies" }
     )
 }
 

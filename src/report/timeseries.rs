@@ -63,8 +63,14 @@ pub struct CsvSink<W: Write> {
 impl<W: Write> CsvSink<W> {
     /// `header`: write the header row first.
     pub fn new(policy: &str, out: W, header: bool) -> Self {
-        let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(out);
-        let error = if header { writer.write_record(HEADER).err() } else { None };
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(out);
+        let error = if header {
+            writer.write_record(HEADER).err()
+        } else {
+            None
+        };
         CsvSink {
             policy: policy.to_string(),
             writer,
@@ -81,6 +87,21 @@ impl<W: Write> CsvSink<W> {
         self.writer
             .into_inner()
             .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+/// Wraps a sink and reports progress to a callback (the CLI's progress bar).
+pub struct WithProgress<S, F> {
+    pub inner: S,
+    pub on_progress: F,
+}
+
+impl<S: SampleSink, F: FnMut(crate::time::SimTime)> SampleSink for WithProgress<S, F> {
+    fn record(&mut self, sample: &Sample) {
+        self.inner.record(sample);
+    }
+    fn progress(&mut self, now: crate::time::SimTime, _events: u64) {
+        (self.on_progress)(now);
     }
 }
 

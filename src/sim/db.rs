@@ -192,7 +192,9 @@ mod tests {
         let (c, next) = db.wake(t, g).unwrap();
         assert_eq!(c, 0);
         // The second has 200 ns of work left, now alone at full speed.
-        let Some(Completion::Wake(t2, g2)) = next else { panic!() };
+        let Some(Completion::Wake(t2, g2)) = next else {
+            panic!()
+        };
         assert_eq!(t2, SimTime(400));
         assert!(db.wake(t2, g).is_none(), "stale generation is ignored");
         assert_eq!(db.wake(t2, g2).unwrap().0, 1);

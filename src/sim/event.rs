@@ -160,7 +160,11 @@ mod tests {
             if rng.random_bool(0.6) || shadow.is_empty() {
                 let t = rng.random_range(0..1000u64);
                 let c: u32 = rng.random_range(0..100);
-                let ev = if c % 2 == 0 { Event::QueryDone(c) } else { Event::ConnectDone(c) };
+                let ev = if c.is_multiple_of(2) {
+                    Event::QueryDone(c)
+                } else {
+                    Event::ConnectDone(c)
+                };
                 q.push(SimTime(t), ev);
                 shadow.insert((t, ev.phase() as u8, seq), c);
                 seq += 1;

@@ -113,6 +113,9 @@ pub fn simulate<S: RequestSource>(
             (None, None) => break,
         };
         events += 1;
+        if events & 0xFFFF == 0 {
+            sink.progress(sim.now, events);
+        }
         if events > opts.max_events {
             return Err(SimError::MaxEvents {
                 limit: opts.max_events,
@@ -131,7 +134,8 @@ pub fn simulate<S: RequestSource>(
             }
             sim.now = r.arrival;
             last_arrival = r.arrival;
-            sim.pool.acquire(r.arrival, r.priority, r.service, &mut sim.fx);
+            sim.pool
+                .acquire(r.arrival, r.priority, r.service, &mut sim.fx);
             sim.apply_effects();
             next = source.next_request();
         } else {
@@ -177,11 +181,13 @@ pub fn simulate<S: RequestSource>(
             sim.apply_effects();
         }
         if opts.check_invariants {
-            sim.pool.check_invariants().map_err(|what| SimError::Invariant {
-                what,
-                at: sim.now,
-                seed,
-            })?;
+            sim.pool
+                .check_invariants()
+                .map_err(|what| SimError::Invariant {
+                    what,
+                    at: sim.now,
+                    seed,
+                })?;
         }
     }
 
@@ -198,7 +204,11 @@ pub fn simulate<S: RequestSource>(
     sim.apply_effects();
     sim.pool
         .check_invariants()
-        .map_err(|what| SimError::Invariant { what, at: end, seed })?;
+        .map_err(|what| SimError::Invariant {
+            what,
+            at: end,
+            seed,
+        })?;
     Ok(RunOutcome {
         end,
         events,

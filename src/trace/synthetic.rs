@@ -52,10 +52,16 @@ impl Synthetic {
         Synthetic {
             mean_gap_ns: NANOS_PER_S as f64 / spec.rate_per_s,
             t_ns: 0.0,
-            horizon: spec.duration.map(|d| SimTime(d.0)).unwrap_or(SimTime::NEVER),
+            horizon: spec
+                .duration
+                .map(|d| SimTime(d.0))
+                .unwrap_or(SimTime::NEVER),
             remaining: spec.max_requests.unwrap_or(u64::MAX),
             service: spec.service.sampler(),
-            cum_mix: [spec.priority_mix[0], spec.priority_mix[0] + spec.priority_mix[1]],
+            cum_mix: [
+                spec.priority_mix[0],
+                spec.priority_mix[0] + spec.priority_mix[1],
+            ],
             write_fraction: spec.write_fraction,
             arrivals: seeds.stream("arrivals"),
             service_rng: seeds.stream("service"),
@@ -90,11 +96,12 @@ impl RequestSource for Synthetic {
         } else {
             Priority::Low
         };
-        let kind = if self.write_fraction > 0.0 && self.kind_rng.random::<f64>() < self.write_fraction {
-            Kind::Write
-        } else {
-            Kind::Read
-        };
+        let kind =
+            if self.write_fraction > 0.0 && self.kind_rng.random::<f64>() < self.write_fraction {
+                Kind::Write
+            } else {
+                Kind::Read
+            };
         Some(Request {
             arrival,
             service,
@@ -158,7 +165,9 @@ mod tests {
     fn same_seed_same_requests_other_seed_other_requests() {
         let take = |seed| {
             let mut g = Synthetic::new(&spec(), &SeedTree::new(seed));
-            (0..100).map(|_| g.next_request().unwrap()).collect::<Vec<_>>()
+            (0..100)
+                .map(|_| g.next_request().unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(take(5), take(5));
         assert_ne!(take(5), take(6));

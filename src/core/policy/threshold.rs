@@ -102,8 +102,14 @@ mod tests {
     fn grows_above_and_shrinks_below_the_thresholds() {
         let mut r = rule();
         let t = SimTime::ZERO;
-        assert_eq!(r.decide(t, &view(5, 0, 5), Signal::Tick), Decision::Resize { target: 6 });
-        assert_eq!(r.decide(t, &view(5, 4, 1), Signal::Tick), Decision::Resize { target: 4 });
+        assert_eq!(
+            r.decide(t, &view(5, 0, 5), Signal::Tick),
+            Decision::Resize { target: 6 }
+        );
+        assert_eq!(
+            r.decide(t, &view(5, 4, 1), Signal::Tick),
+            Decision::Resize { target: 4 }
+        );
         assert_eq!(r.decide(t, &view(10, 5, 5), Signal::Tick), Decision::Hold);
         // Exactly at a threshold: no change (strict comparisons, as specified).
         assert_eq!(r.decide(t, &view(10, 2, 8), Signal::Tick), Decision::Hold);

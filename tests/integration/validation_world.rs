@@ -1,0 +1,113 @@
+//! The world models against exact oracles: the USL processor-sharing
+//! database (case MU01 of ../shared/validation/cases.json) and the waiter
+//! cap as a finite-capacity M/M/c/K queue (case BK02). Five seeds each; the
+//! analytic value must lie in the 95 % Student-t interval of the seed means.
+
+use rayon::prelude::*;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use pooltune::core::metrics::NullSink;
+use pooltune::core::policy::Fixed;
+use pooltune::core::pool::PoolConfig;
+use pooltune::dist::DurationDist;
+use pooltune::rng::SeedTree;
+use pooltune::sim::{simulate, DatabaseModel, RunOptions};
+use pooltune::time::SimDuration;
+use pooltune::trace::synthetic::{Synthetic, SyntheticSpec};
+
+const SEEDS: [u64; 6] = [101, 102, 103, 104, 105, 106];
+
+/// (mean, 95 % half-width) across replications.
+fn interval(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let t = StudentsT::new(0.0, 1.0, n - 1.0).unwrap().inverse_cdf(0.975);
+    (mean, t * (var / n).sqrt())
+}
+
+fn check(case: &str, what: &str, xs: &[f64], expected: f64) {
+    let (mean, half) = interval(xs);
+    eprintln!("{case} {what}: expected {expected:.6}, simulated {mean:.6} ± {half:.6}");
+    assert!(
+        (mean - expected).abs() <= half,
+        "{case} {what}: expected {expected}, simulated {mean} ± {half} (95 %)"
+    );
+}
+
+struct Stats {
+    p_wait_admitted: f64,
+    p_block: f64,
+    wq_admitted: f64,
+    w: f64,
+}
+
+fn run(c: u32, lam: f64, max_waiters: u32, sigma: f64, kappa: f64, n: u64, seed: u64) -> Stats {
+    // Time unit: 1 s = one mean service time.
+    let cfg = PoolConfig {
+        min: c,
+        max: c,
+        initial: c,
+        acquire_timeout: [SimDuration::INFINITE; 3],
+        max_waiters,
+    };
+    let db = DatabaseModel {
+        connect_latency: DurationDist::Constant { value_ns: 0 },
+        max_connections: c,
+        usl_sigma: sigma,
+        usl_kappa: kappa,
+    };
+    let spec = SyntheticSpec {
+        rate_per_s: lam,
+        service: DurationDist::Exponential { mean_ns: 1e9 },
+        priority_mix: [0.0, 1.0, 0.0],
+        write_fraction: 0.0,
+        duration: None,
+        max_requests: Some(n),
+    };
+    let seeds = SeedTree::new(seed);
+    let opts = RunOptions {
+        sample_interval: None,
+        ..RunOptions::default()
+    };
+    let out = simulate(&cfg, &mut Fixed, &db, Synthetic::new(&spec, &seeds), &seeds, &opts, &mut NullSink).unwrap();
+    let m = &out.pool.classes()[1];
+    let admitted = (m.arrived - m.rejected) as f64;
+    Stats {
+        p_wait_admitted: (m.found_busy - m.rejected) as f64 / m.arrived as f64,
+        p_block: m.rejected as f64 / m.arrived as f64,
+        wq_admitted: m.wait.mean_ns() / 1e9,
+        w: m.response.sum_ns() as f64 / 1e9 / admitted,
+    }
+}
+
+#[test]
+fn usl_processor_sharing_matches_the_exact_birth_death_chain() {
+    // MU01: M/M/10, lam = 7, USL sigma = 0.02, kappa = 0.001: every running
+    // query slows down as more run (X(10) = 7.874 instead of 10).
+    let runs: Vec<Stats> = SEEDS
+        .par_iter()
+        .map(|&s| run(10, 7.0, u32::MAX, 0.02, 0.001, 1_500_000, s))
+        .collect();
+    let col = |f: fn(&Stats) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    check("MU01", "P(wait)", &col(|s| s.p_wait_admitted), 0.600_877_160_874_923_7);
+    check("MU01", "Wq", &col(|s| s.wq_admitted), 0.687_490_084_965_002_9);
+    check("MU01", "W", &col(|s| s.w), 1.924_342_110_014_123_4);
+    // Teeth: without contention (plain M/M/10, lam = 7) P(wait) is 0.2217,
+    // far outside the interval.
+    let (mean, half) = interval(&col(|s| s.p_wait_admitted));
+    assert!((mean - 0.2217).abs() > 10.0 * half);
+}
+
+#[test]
+fn waiter_cap_matches_the_finite_capacity_queue() {
+    // BK02: M/M/5/10 (K = 5 in service + 5 waiting), lam = 2.5.
+    let runs: Vec<Stats> = SEEDS
+        .par_iter()
+        .map(|&s| run(5, 2.5, 5, 0.0, 0.0, 1_500_000, s))
+        .collect();
+    let col = |f: fn(&Stats) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    check("BK02", "P(block)", &col(|s| s.p_block), 0.002_041_209_571_803_220_7);
+    check("BK02", "P(wait, admitted)", &col(|s| s.p_wait_admitted), 0.126_554_993_451_799_69);
+    check("BK02", "Wq (admitted)", &col(|s| s.wq_admitted), 0.046_634_769_575_149_07);
+}
