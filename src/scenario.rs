@@ -89,16 +89,17 @@ fn resolve(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| arg.to_string());
-    if path.is_file() {
+    // Anything that looks like a path is a path; a bare word is a shipped
+    // name first, so a stray file in the current directory cannot shadow it.
+    let looks_like_path = arg.ends_with(".toml") || arg.contains('/') || arg.contains('\\');
+    if !looks_like_path {
+        if let Some((name, text)) = shipped.iter().find(|(n, _)| *n == arg) {
+            let doc = Document::new(format!("{dir}/{name}.toml (built-in)"), *text);
+            return Ok((doc, name.to_string()));
+        }
+    }
+    if looks_like_path || path.is_file() {
         return Ok((Document::read(path)?, stem));
-    }
-    if let Some((name, text)) = shipped.iter().find(|(n, _)| *n == arg) {
-        let doc = Document::new(format!("{dir}/{name}.toml (built-in)"), *text);
-        return Ok((doc, name.to_string()));
-    }
-    if arg.ends_with(".toml") || arg.contains('/') {
-        // Looks like a path: report the read error with the path.
-        return Err(Document::read(path).expect_err("not a file"));
     }
     Err(ConfigError::UnknownName {
         what,

@@ -143,7 +143,8 @@ impl fmt::Display for SimDuration {
 
 impl fmt::Display for SimTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "t={}", SimDuration(self.0))
+        // Seconds with nanosecond digits: readable at any magnitude.
+        write!(f, "t={}.{:09}s", self.0 / NANOS_PER_S, self.0 % NANOS_PER_S)
     }
 }
 
@@ -200,7 +201,11 @@ pub fn parse_duration(input: &str) -> Result<SimDuration, DurationParseError> {
     } else {
         whole.parse().map_err(|_| err())?
     };
-    let mut ns = whole.checked_mul(per).ok_or_else(err)?;
+    // u64::MAX ns is reserved for "no limit"; it must be spelled "none".
+    let mut ns = whole
+        .checked_mul(per)
+        .filter(|&v| v < u64::MAX)
+        .ok_or_else(err)?;
     // Fraction digits: each must land on a whole nanosecond.
     let mut scale = per;
     for d in frac.chars() {
@@ -213,6 +218,9 @@ pub fn parse_duration(input: &str) -> Result<SimDuration, DurationParseError> {
         }
         scale /= 10;
         ns = ns.checked_add(digit * scale).ok_or_else(err)?;
+    }
+    if ns == u64::MAX {
+        return Err(err());
     }
     Ok(SimDuration(ns))
 }

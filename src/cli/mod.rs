@@ -1,24 +1,16 @@
 //! Command-line glue: parse, call the library, print, map errors to exit codes.
 
 pub mod exit_code;
+mod sim_run;
 
-use std::fs;
-use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use sim_run::RunArgs;
+
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 
-use pooltune::config::Override;
-use pooltune::error::{ConfigError, Error, Origin, SimError};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pooltune::report::{
-    self,
-    timeseries::{CsvSink, WithProgress},
-};
-use pooltune::time::SimTime;
-use pooltune::scenario::{self, LoadedPolicy};
+use pooltune::error::{ConfigError, Error, SimError};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,45 +38,6 @@ enum SimCommand {
     /// With no arguments: the built-in default workload against the seed
     /// policy (both variants) and fixed pools of 10 and 25.
     Run(RunArgs),
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    /// An aligned comparison table.
-    Table,
-    /// summary.json on standard output.
-    Json,
-    /// The comparison table in Markdown.
-    Md,
-}
-
-#[derive(Args, Debug)]
-struct RunArgs {
-    /// A policy file or shipped name (repeatable). Shipped: seed-80-30,
-    /// seed-80-30-low10s, fixed-10, fixed-25.
-    #[arg(long = "policy", value_name = "FILE|NAME")]
-    policies: Vec<String>,
-    /// A workload file or shipped name (default, mmc-c25-a20,
-    /// mmc-c10-rho09-timeout, mmc-c10-priorities).
-    #[arg(long, value_name = "FILE|NAME", default_value = scenario::DEFAULT_TRACE)]
-    trace: String,
-    /// The master seed; every random stream derives from it.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Output directory (default: reports/<scenario>-<seed>).
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Override a policy or workload key for this run, e.g.
-    /// `--set resize.scale_up=0.7` or `--set arrivals.rate_per_s=500`
-    /// (repeatable; prefix `policy.` or `trace.` to be explicit).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    /// What to print on standard output.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Do not write the output directory.
-    #[arg(long)]
-    no_write: bool,
 }
 
 /// An error with the exit code it maps to.
@@ -124,7 +77,7 @@ pub fn main() -> u8 {
         }
     };
     let result = match cli.command {
-        Command::Sim(SimCommand::Run(args)) => sim_run(args),
+        Command::Sim(SimCommand::Run(args)) => sim_run::run(args),
     };
     match result {
         Ok(()) => exit_code::OK,
@@ -151,187 +104,13 @@ fn message(e: &anyhow::Error) -> String {
     out
 }
 
-fn lib<T, E: Into<Error>>(r: std::result::Result<T, E>) -> Result<T> {
+pub(crate) fn lib<T, E: Into<Error>>(r: std::result::Result<T, E>) -> Result<T> {
     r.map_err(|e| anyhow::Error::new(e.into()))
-}
-
-fn sim_run(args: RunArgs) -> Result<()> {
-    let overrides = lib(args
-        .sets
-        .iter()
-        .map(|s| Override::parse(s))
-        .collect::<std::result::Result<Vec<_>, _>>())?;
-    let split = lib(scenario::split_overrides(&overrides))?;
-    let workload = lib(scenario::load_workload(&args.trace, &split.workload))?;
-    let names: Vec<String> = if args.policies.is_empty() {
-        scenario::DEFAULT_POLICIES
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    } else {
-        args.policies.clone()
-    };
-    let policies: Vec<LoadedPolicy> = lib(names
-        .iter()
-        .map(|n| scenario::load_policy(n, &split.policy))
-        .collect::<std::result::Result<Vec<_>, _>>())?;
-    let mut seen = std::collections::BTreeMap::new();
-    for p in &policies {
-        if let Some(first) = seen.insert(p.spec.name.clone(), p.source.clone()) {
-            anyhow::bail!(Error::Config(ConfigError::Invalid {
-                origin: Origin::WholeFile {
-                    file: p.source.clone(),
-                },
-                key: "name".to_string(),
-                message: format!(
-                    "`{}` is also the name of the policy from {first}; the policies compared must have different names",
-                    p.spec.name
-                ),
-            }));
-        }
-    }
-    let out_dir = args.out.clone().unwrap_or_else(|| {
-        Path::new("reports").join(format!("{}-{}", workload.spec.name, args.seed))
-    });
-    eprintln!(
-        "pooltune sim run: trace {} ({}), seed {}, {} {}",
-        workload.spec.name,
-        workload.source,
-        args.seed,
-        policies.len(),
-        if policies.len() == 1 {
-            "policy"
-        } else {
-            "policies"
-        }
-    );
-
-    let started = wall_clock();
-    let bars = progress_bars(&workload, &policies);
-    let summary = if args.no_write {
-        let mut sinks: Vec<_> = bars
-            .iter()
-            .map(|bar| with_bar(pooltune::core::metrics::NullSink, bar))
-            .collect();
-        lib(scenario::run_scenario(
-            &workload, &policies, args.seed, &mut sinks,
-        ))?
-    } else {
-        fs::create_dir_all(&out_dir).map_err(|source| Error::Write {
-            path: out_dir.clone(),
-            source,
-        })?;
-        // Each run streams its rows to its own part file; parts are joined
-        // in policy order so the CSV does not depend on thread timing.
-        let parts: Vec<PathBuf> = (0..policies.len())
-            .map(|i| out_dir.join(format!(".timeseries.{i}.part")))
-            .collect();
-        let mut sinks = Vec::new();
-        for (i, (p, path)) in policies.iter().zip(&parts).enumerate() {
-            let file = fs::File::create(path).map_err(|source| Error::Write {
-                path: path.clone(),
-                source,
-            })?;
-            let csv = CsvSink::new(&p.spec.name, BufWriter::new(file), i == 0);
-            sinks.push(with_bar(csv, &bars[i]));
-        }
-        let summary = lib(scenario::run_scenario(
-            &workload, &policies, args.seed, &mut sinks,
-        ))?;
-        for (sink, path) in sinks.into_iter().zip(&parts) {
-            sink.inner.finish().map_err(|source| Error::Write {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        write_outputs(&out_dir, &summary, &parts)?;
-        summary
-    };
-    for bar in &bars {
-        bar.finish_and_clear();
-    }
-    let elapsed = wall_clock().duration_since(started).as_secs_f64();
-    let events: u64 = summary.runs.iter().map(|r| r.events).sum();
-    eprintln!(
-        "simulated {} events in {:.2} s wall ({:.1} M events/s){}",
-        events,
-        elapsed,
-        events as f64 / elapsed.max(1e-9) / 1e6,
-        if args.no_write {
-            String::new()
-        } else {
-            format!("; wrote {}", out_dir.display())
-        }
-    );
-    match args.format {
-        Format::Table => print!("{}", report::table(&summary)),
-        Format::Json => print!("{}", report::json(&summary)),
-        Format::Md => print!("{}", report::markdown(&summary)),
-    }
-    Ok(())
-}
-
-/// One progress bar per policy, in simulated seconds; drawn on stderr only
-/// when it is a terminal (indicatif hides it otherwise).
-fn progress_bars(workload: &scenario::LoadedWorkload, policies: &[LoadedPolicy]) -> Vec<ProgressBar> {
-    let w = &workload.spec.synthetic;
-    let expected_end_s = match (w.duration, w.max_requests) {
-        (Some(d), Some(n)) => d.as_secs_f64().min(n as f64 / w.rate_per_s),
-        (Some(d), None) => d.as_secs_f64(),
-        (None, Some(n)) => n as f64 / w.rate_per_s,
-        (None, None) => 0.0,
-    };
-    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{prefix:>20} {bar:30} {pos}/{len} simulated s, eta {eta}")
-        .expect("constant template is valid");
-    policies
-        .iter()
-        .map(|p| {
-            let bar = multi.add(ProgressBar::new(expected_end_s.ceil() as u64));
-            bar.set_style(style.clone());
-            bar.set_prefix(p.spec.name.clone());
-            bar
-        })
-        .collect()
-}
-
-fn with_bar<S>(inner: S, bar: &ProgressBar) -> WithProgress<S, impl FnMut(SimTime) + Send> {
-    let bar = bar.clone();
-    WithProgress {
-        inner,
-        on_progress: move |now: SimTime| bar.set_position(now.as_secs_f64() as u64),
-    }
-}
-
-fn write_outputs(
-    dir: &Path,
-    summary: &pooltune::summary::Summary,
-    parts: &[PathBuf],
-) -> Result<()> {
-    let write = |name: &str, text: &str| -> Result<()> {
-        let path = dir.join(name);
-        fs::write(&path, text)
-            .map_err(|source| Error::Write { path, source })
-            .map_err(anyhow::Error::new)
-    };
-    // summary.json first: everything else derives from it.
-    write("summary.json", &report::json(summary))?;
-    let mut csv = Vec::new();
-    for part in parts {
-        csv.extend(fs::read(part).with_context(|| format!("reading {}", part.display()))?);
-        fs::remove_file(part).with_context(|| format!("removing {}", part.display()))?;
-    }
-    fs::write(dir.join("timeseries.csv"), csv).map_err(|source| Error::Write {
-        path: dir.join("timeseries.csv"),
-        source,
-    })?;
-    write("summary.md", &report::markdown(summary))?;
-    Ok(())
 }
 
 /// The one place the binary reads the wall clock: progress and speed on
 /// stderr, never into summary.json.
 #[allow(clippy::disallowed_methods)]
-fn wall_clock() -> Instant {
+pub(crate) fn wall_clock() -> Instant {
     Instant::now()
 }

@@ -102,7 +102,11 @@ fn header_line(s: &Summary) -> String {
         s.trace.name,
         s.trace.hash,
         s.runs.len(),
-        if s.runs.len() == 1 { "policy" } else { "policies" }
+        if s.runs.len() == 1 {
+            "policy"
+        } else {
+            "policies"
+        }
     )
 }
 

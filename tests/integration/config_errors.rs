@@ -113,7 +113,7 @@ fn syntax_errors() {
         (
             "unquoted duration",
             policy(&["interval = 30s"]),
-            "p.toml:7:12: invalid TOML: invalid integer, expected nothing",
+            "p.toml:7:12: invalid TOML: string values must be quoted, expected literal string",
         ),
     ];
     check(&cases, load_policy);
@@ -205,7 +205,13 @@ fn policy_key_errors() {
 #[test]
 fn policy_value_errors() {
     let fixed = |extra: &[&str]| {
-        let mut all = vec!["[size]", "min = 10", "max = 10", "[resize]", "kind = \"fixed\""];
+        let mut all = vec![
+            "[size]",
+            "min = 10",
+            "max = 10",
+            "[resize]",
+            "kind = \"fixed\"",
+        ];
         all.extend_from_slice(extra);
         lines(&all)
     };
@@ -351,15 +357,37 @@ fn policy_value_errors() {
 
 #[test]
 fn accepted_policy_values() {
-    let p = load_policy(&policy(&["[acquire_timeout]", "high = \"none\"", "low = \"2.5s\""])).unwrap();
+    let p = load_policy(&policy(&[
+        "[acquire_timeout]",
+        "high = \"none\"",
+        "low = \"2.5s\"",
+    ]))
+    .unwrap();
     assert_eq!(
         p.pool.acquire_timeout,
-        [SimDuration::INFINITE, SimDuration::from_secs(30), SimDuration(2_500_000_000)]
+        [
+            SimDuration::INFINITE,
+            SimDuration::from_secs(30),
+            SimDuration(2_500_000_000)
+        ]
     );
     assert_eq!(p.effective["acquire_timeout"]["high"], "none");
-    let fixed = load_policy(&lines(&["[size]", "min = 7", "max = 7", "[resize]", "kind = \"fixed\""])).unwrap();
-    assert_eq!((fixed.pool.min, fixed.pool.initial, fixed.pool.max), (7, 7, 7));
-    assert_eq!(fixed.name, "p", "the default name is the one passed in (the file stem)");
+    let fixed = load_policy(&lines(&[
+        "[size]",
+        "min = 7",
+        "max = 7",
+        "[resize]",
+        "kind = \"fixed\"",
+    ]))
+    .unwrap();
+    assert_eq!(
+        (fixed.pool.min, fixed.pool.initial, fixed.pool.max),
+        (7, 7, 7)
+    );
+    assert_eq!(
+        fixed.name, "p",
+        "the default name is the one passed in (the file stem)"
+    );
 }
 
 #[test]
@@ -627,7 +655,12 @@ fn accepted_workload_values() {
     let w = load_workload(&workload(&["[run]", "sample_interval = \"none\""])).unwrap();
     assert_eq!(w.run.sample_interval, None);
     // An integer rate is a number too; requests alone end the trace.
-    let w = load_workload(&workload(&[]).replace("10.0", "10").replace("duration = \"1m\"", "requests = 5")).unwrap();
+    let w = load_workload(
+        &workload(&[])
+            .replace("10.0", "10")
+            .replace("duration = \"1m\"", "requests = 5"),
+    )
+    .unwrap();
     assert_eq!(w.synthetic.rate_per_s, 10.0);
     assert_eq!(w.synthetic.max_requests, Some(5));
 }
@@ -741,9 +774,9 @@ fn set_errors() {
     for (what, set, expected) in &cases {
         match with_sets(&[set]) {
             Ok(()) => failures.push(format!("{what}: --set {set} was accepted")),
-            Err(got) if got != *expected => {
-                failures.push(format!("{what}:\n  expected: {expected}\n  got:      {got}"))
-            }
+            Err(got) if got != *expected => failures.push(format!(
+                "{what}:\n  expected: {expected}\n  got:      {got}"
+            )),
             Err(_) => {}
         }
     }
@@ -791,20 +824,29 @@ fn files_are_named_by_their_path() {
     std::fs::write(&wpath, workload(&["[run]", "max_events = 0"])).unwrap();
     let warg = wpath.to_str().unwrap();
     let e = scenario::load_workload(warg, &[]).unwrap_err().to_string();
-    assert_eq!(e, format!("{warg}:9:1: key `run.max_events`: expected at least 1, got 0"));
+    assert_eq!(
+        e,
+        format!("{warg}:9:1: key `run.max_events`: expected at least 1, got 0")
+    );
 
     let missing = dir.path().join("missing.toml");
-    let e = scenario::load_policy(missing.to_str().unwrap(), &[]).unwrap_err().to_string();
+    let e = scenario::load_policy(missing.to_str().unwrap(), &[])
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with(&format!("{}: cannot read: ", missing.display())),
         "{e}"
     );
-    let e = scenario::load_policy("no-such-policy", &[]).unwrap_err().to_string();
+    let e = scenario::load_policy("no-such-policy", &[])
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "policy `no-such-policy`: no such file, and not a shipped name (shipped: seed-80-30, seed-80-30-low10s, fixed-10, fixed-25)"
     );
-    let e = scenario::load_workload("no-such-trace", &[]).unwrap_err().to_string();
+    let e = scenario::load_workload("no-such-trace", &[])
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "trace `no-such-trace`: no such file, and not a shipped name (shipped: default, mmc-c25-a20, mmc-c10-rho09-timeout, mmc-c10-priorities)"
@@ -815,14 +857,49 @@ fn files_are_named_by_their_path() {
 /// random combinations rather than stopping at the parser.
 fn toml_line() -> impl Strategy<Value = String> {
     let keys = prop::sample::select(vec![
-        "name", "kind", "min", "max", "initial", "interval", "scale_up", "scale_down", "step", "signal",
-        "high", "normal", "low", "max_waiters", "duration", "requests", "rate_per_s", "value", "mean",
-        "median", "p99", "sigma", "write_fraction", "max_connections", "usl_sigma", "usl_kappa",
-        "max_events", "max_sim_time", "sample_interval", "drain", "connect_latency",
+        "name",
+        "kind",
+        "min",
+        "max",
+        "initial",
+        "interval",
+        "scale_up",
+        "scale_down",
+        "step",
+        "signal",
+        "high",
+        "normal",
+        "low",
+        "max_waiters",
+        "duration",
+        "requests",
+        "rate_per_s",
+        "value",
+        "mean",
+        "median",
+        "p99",
+        "sigma",
+        "write_fraction",
+        "max_connections",
+        "usl_sigma",
+        "usl_kappa",
+        "max_events",
+        "max_sim_time",
+        "sample_interval",
+        "drain",
+        "connect_latency",
     ]);
     let tables = prop::sample::select(vec![
-        "[size]", "[resize]", "[acquire_timeout]", "[queue]", "[arrivals]", "[service]",
-        "[priority_mix]", "[database]", "[run]", "[resize.x]",
+        "[size]",
+        "[resize]",
+        "[acquire_timeout]",
+        "[queue]",
+        "[arrivals]",
+        "[service]",
+        "[priority_mix]",
+        "[database]",
+        "[run]",
+        "[resize.x]",
     ]);
     let values = prop_oneof![
         any::<i64>().prop_map(|v| v.to_string()),
@@ -830,10 +907,28 @@ fn toml_line() -> impl Strategy<Value = String> {
         any::<f64>().prop_map(|v| format!("{v:?}")),
         (-1.0f64..2.0).prop_map(|v| format!("{v:?}")),
         prop::sample::select(vec![
-            "\"threshold\"", "\"fixed\"", "\"poisson\"", "\"lognormal\"", "\"exponential\"",
-            "\"uniform\"", "\"constant\"", "\"none\"", "\"0s\"", "\"5ms\"", "\"30s\"", "\"-1s\"",
-            "\"18446744073709551615ns\"", "\"1.0000000001s\"", "true", "\"\"", "\"é\"", "nan", "inf",
-            "{ kind = \"lognormal\", median = \"5ms\" }", "[1, 2]", "{}",
+            "\"threshold\"",
+            "\"fixed\"",
+            "\"poisson\"",
+            "\"lognormal\"",
+            "\"exponential\"",
+            "\"uniform\"",
+            "\"constant\"",
+            "\"none\"",
+            "\"0s\"",
+            "\"5ms\"",
+            "\"30s\"",
+            "\"-1s\"",
+            "\"18446744073709551615ns\"",
+            "\"1.0000000001s\"",
+            "true",
+            "\"\"",
+            "\"é\"",
+            "nan",
+            "inf",
+            "{ kind = \"lognormal\", median = \"5ms\" }",
+            "[1, 2]",
+            "{}",
         ])
         .prop_map(str::to_string),
     ];
@@ -844,10 +939,18 @@ fn toml_line() -> impl Strategy<Value = String> {
     ]
 }
 
-fn assert_names_document(result: Result<(), pooltune::error::ConfigError>, name: &str) -> Result<(), TestCaseError> {
+fn assert_names_document(
+    result: Result<(), pooltune::error::ConfigError>,
+    name: &str,
+) -> Result<(), TestCaseError> {
     if let Err(e) = result {
         let text = e.to_string();
-        prop_assert!(text.contains(name), "error does not name {}: {}", name, text);
+        prop_assert!(
+            text.contains(name),
+            "error does not name {}: {}",
+            name,
+            text
+        );
     }
     Ok(())
 }

@@ -22,7 +22,9 @@ fn interval(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    let t = StudentsT::new(0.0, 1.0, n - 1.0).unwrap().inverse_cdf(0.975);
+    let t = StudentsT::new(0.0, 1.0, n - 1.0)
+        .unwrap()
+        .inverse_cdf(0.975);
     (mean, t * (var / n).sqrt())
 }
 
@@ -70,7 +72,16 @@ fn run(c: u32, lam: f64, max_waiters: u32, sigma: f64, kappa: f64, n: u64, seed:
         sample_interval: None,
         ..RunOptions::default()
     };
-    let out = simulate(&cfg, &mut Fixed, &db, Synthetic::new(&spec, &seeds), &seeds, &opts, &mut NullSink).unwrap();
+    let out = simulate(
+        &cfg,
+        &mut Fixed,
+        &db,
+        Synthetic::new(&spec, &seeds),
+        &seeds,
+        &opts,
+        &mut NullSink,
+    )
+    .unwrap();
     let m = &out.pool.classes()[1];
     let admitted = (m.arrived - m.rejected) as f64;
     Stats {
@@ -90,8 +101,18 @@ fn usl_processor_sharing_matches_the_exact_birth_death_chain() {
         .map(|&s| run(10, 7.0, u32::MAX, 0.02, 0.001, 1_500_000, s))
         .collect();
     let col = |f: fn(&Stats) -> f64| runs.iter().map(f).collect::<Vec<_>>();
-    check("MU01", "P(wait)", &col(|s| s.p_wait_admitted), 0.600_877_160_874_923_7);
-    check("MU01", "Wq", &col(|s| s.wq_admitted), 0.687_490_084_965_002_9);
+    check(
+        "MU01",
+        "P(wait)",
+        &col(|s| s.p_wait_admitted),
+        0.600_877_160_874_923_7,
+    );
+    check(
+        "MU01",
+        "Wq",
+        &col(|s| s.wq_admitted),
+        0.687_490_084_965_002_9,
+    );
     check("MU01", "W", &col(|s| s.w), 1.924_342_110_014_123_4);
     // Teeth: without contention (plain M/M/10, lam = 7) P(wait) is 0.2217,
     // far outside the interval.
@@ -107,7 +128,22 @@ fn waiter_cap_matches_the_finite_capacity_queue() {
         .map(|&s| run(5, 2.5, 5, 0.0, 0.0, 1_500_000, s))
         .collect();
     let col = |f: fn(&Stats) -> f64| runs.iter().map(f).collect::<Vec<_>>();
-    check("BK02", "P(block)", &col(|s| s.p_block), 0.002_041_209_571_803_220_7);
-    check("BK02", "P(wait, admitted)", &col(|s| s.p_wait_admitted), 0.126_554_993_451_799_69);
-    check("BK02", "Wq (admitted)", &col(|s| s.wq_admitted), 0.046_634_769_575_149_07);
+    check(
+        "BK02",
+        "P(block)",
+        &col(|s| s.p_block),
+        0.002_041_209_571_803_220_7,
+    );
+    check(
+        "BK02",
+        "P(wait, admitted)",
+        &col(|s| s.p_wait_admitted),
+        0.126_554_993_451_799_69,
+    );
+    check(
+        "BK02",
+        "Wq (admitted)",
+        &col(|s| s.wq_admitted),
+        0.046_634_769_575_149_07,
+    );
 }
