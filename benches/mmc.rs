@@ -9,38 +9,14 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use pooltune::core::metrics::NullSink;
-use pooltune::core::policy::Fixed;
-use pooltune::core::pool::PoolConfig;
-use pooltune::dist::DurationDist;
-use pooltune::rng::SeedTree;
-use pooltune::sim::{simulate, DatabaseModel, RunOptions};
+use pooltune::sim::queueing::QueueingModel;
+use pooltune::sim::RunOptions;
 use pooltune::time::SimDuration;
-use pooltune::trace::synthetic::{Synthetic, SyntheticSpec};
 
 const REQUESTS: u64 = 5_000_000;
 
 fn mmc(c: &mut Criterion) {
-    let cfg = PoolConfig {
-        min: 25,
-        max: 25,
-        initial: 25,
-        acquire_timeout: [SimDuration::INFINITE; 3],
-        max_waiters: u32::MAX,
-    };
-    let db = DatabaseModel {
-        connect_latency: DurationDist::Constant { value_ns: 0 },
-        max_connections: 25,
-        usl_sigma: 0.0,
-        usl_kappa: 0.0,
-    };
-    let spec = SyntheticSpec {
-        rate_per_s: 2000.0,
-        service: DurationDist::Exponential { mean_ns: 10e6 },
-        priority_mix: [0.0, 1.0, 0.0],
-        write_fraction: 0.0,
-        duration: None,
-        max_requests: Some(REQUESTS),
-    };
+    let model = QueueingModel::mmc(25, 2000.0, 0.010, REQUESTS);
     let opts = RunOptions {
         sample_interval: Some(SimDuration::from_secs(1)),
         ..RunOptions::default()
@@ -52,17 +28,9 @@ fn mmc(c: &mut Criterion) {
         let mut seed = 0;
         b.iter(|| {
             seed += 1;
-            let seeds = SeedTree::new(seed);
-            let out = simulate(
-                &cfg,
-                &mut Fixed,
-                &db,
-                Synthetic::new(&spec, &seeds),
-                &seeds,
-                &opts,
-                &mut NullSink,
-            )
-            .expect("run completes");
+            let out = model
+                .run(seed, &opts, &mut NullSink)
+                .expect("run completes");
             assert_eq!(out.pool.classes()[1].completed, REQUESTS);
             out.events
         })

@@ -9,13 +9,9 @@
 use std::time::Instant;
 
 use pooltune::core::metrics::NullSink;
-use pooltune::core::policy::Fixed;
-use pooltune::core::pool::PoolConfig;
-use pooltune::dist::DurationDist;
-use pooltune::rng::SeedTree;
-use pooltune::sim::{simulate, DatabaseModel, RunOptions};
+use pooltune::sim::queueing::QueueingModel;
+use pooltune::sim::RunOptions;
 use pooltune::time::SimDuration;
-use pooltune::trace::synthetic::{Synthetic, SyntheticSpec};
 
 fn erlang_c(c: u32, a: f64) -> f64 {
     let mut b = 1.0;
@@ -58,46 +54,16 @@ fn main() {
             }
         }
     }
-    let cfg = PoolConfig {
-        min: c,
-        max: c,
-        initial: c,
-        acquire_timeout: [SimDuration::INFINITE; 3],
-        max_waiters: u32::MAX,
-    };
-    let db = DatabaseModel {
-        connect_latency: DurationDist::Constant { value_ns: 0 },
-        max_connections: c,
-        usl_sigma: 0.0,
-        usl_kappa: 0.0,
-    };
-    let spec = SyntheticSpec {
-        rate_per_s: a / mean_s,
-        service: DurationDist::Exponential {
-            mean_ns: mean_s * 1e9,
-        },
-        priority_mix: [0.0, 1.0, 0.0],
-        write_fraction: 0.0,
-        duration: None,
-        max_requests: Some(n),
-    };
-    let seeds = SeedTree::new(seed);
+    let model = QueueingModel::mmc(c, a / mean_s, mean_s, n);
     let opts = RunOptions {
         sample_interval: Some(SimDuration::from_secs(1)),
         ..RunOptions::default()
     };
     #[allow(clippy::disallowed_methods)] // wall-clock timing of the benchmark itself
     let t0 = Instant::now();
-    let out = simulate(
-        &cfg,
-        &mut Fixed,
-        &db,
-        Synthetic::new(&spec, &seeds),
-        &seeds,
-        &opts,
-        &mut NullSink,
-    )
-    .expect("benchmark run completes");
+    let out = model
+        .run(seed, &opts, &mut NullSink)
+        .expect("benchmark run completes");
     let wall = t0.elapsed().as_secs_f64();
     let m = &out.pool.classes()[1];
     let wq = m.wait.mean_ns() / 1e9;

@@ -7,6 +7,7 @@
 
 pub mod db;
 pub mod event;
+pub mod queueing;
 
 use crate::core::metrics::SampleSink;
 use crate::core::policy::{Policy, Signal};

@@ -7,13 +7,8 @@ use rayon::prelude::*;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use pooltune::core::metrics::NullSink;
-use pooltune::core::policy::Fixed;
-use pooltune::core::pool::PoolConfig;
-use pooltune::dist::DurationDist;
-use pooltune::rng::SeedTree;
-use pooltune::sim::{simulate, DatabaseModel, RunOptions};
-use pooltune::time::SimDuration;
-use pooltune::trace::synthetic::{Synthetic, SyntheticSpec};
+use pooltune::sim::queueing::QueueingModel;
+use pooltune::sim::RunOptions;
 
 const SEEDS: [u64; 6] = [101, 102, 103, 104, 105, 106];
 
@@ -46,42 +41,17 @@ struct Stats {
 
 fn run(c: u32, lam: f64, max_waiters: u32, sigma: f64, kappa: f64, n: u64, seed: u64) -> Stats {
     // Time unit: 1 s = one mean service time.
-    let cfg = PoolConfig {
-        min: c,
-        max: c,
-        initial: c,
-        acquire_timeout: [SimDuration::INFINITE; 3],
+    let model = QueueingModel {
         max_waiters,
-    };
-    let db = DatabaseModel {
-        connect_latency: DurationDist::Constant { value_ns: 0 },
-        max_connections: c,
         usl_sigma: sigma,
         usl_kappa: kappa,
+        ..QueueingModel::mmc(c, lam, 1.0, n)
     };
-    let spec = SyntheticSpec {
-        rate_per_s: lam,
-        service: DurationDist::Exponential { mean_ns: 1e9 },
-        priority_mix: [0.0, 1.0, 0.0],
-        write_fraction: 0.0,
-        duration: None,
-        max_requests: Some(n),
-    };
-    let seeds = SeedTree::new(seed);
     let opts = RunOptions {
         sample_interval: None,
         ..RunOptions::default()
     };
-    let out = simulate(
-        &cfg,
-        &mut Fixed,
-        &db,
-        Synthetic::new(&spec, &seeds),
-        &seeds,
-        &opts,
-        &mut NullSink,
-    )
-    .unwrap();
+    let out = model.run(seed, &opts, &mut NullSink).unwrap();
     let m = &out.pool.classes()[1];
     let admitted = (m.arrived - m.rejected) as f64;
     Stats {
