@@ -28,10 +28,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
+pub mod compare;
 pub mod config;
 pub mod core;
 pub mod dist;
 pub mod error;
+pub mod experiments;
+pub mod live;
 pub mod report;
 pub mod rng;
 pub mod scenario;

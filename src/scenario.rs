@@ -5,14 +5,20 @@
 use rayon::prelude::*;
 
 use crate::config::policy::{self, PolicySpec};
-use crate::config::workload::{self, WorkloadSpec};
+use crate::config::workload::{self, SourceSpec, WorkloadSpec};
 use crate::config::{Document, Override};
 use crate::core::metrics::SampleSink;
+use crate::core::request::Request;
 use crate::error::{ConfigError, SimError};
 use crate::rng::SeedTree;
 use crate::sim::simulate;
 use crate::summary::{run_summary, PolicyInfo, RunSummary, Summary, TraceInfo, SCHEMA};
+use crate::trace::canonical::CanonicalReader;
+use crate::trace::error::TraceError;
+use crate::trace::generate::Generator;
 use crate::trace::synthetic::Synthetic;
+use crate::trace::transform::Transformed;
+use crate::trace::{RequestSource, StreamSource};
 
 /// A policy and where it came from.
 #[derive(Debug, Clone)]
@@ -122,14 +128,104 @@ pub fn load_policy(arg: &str, overrides: &[Override]) -> Result<LoadedPolicy, Co
     })
 }
 
-/// Loads a workload from a path or a shipped name.
+/// Loads a workload from a path or a shipped name. A path that is not a
+/// `.toml` file is a recorded trace (canonical, or any format `pooltune
+/// trace import` reads): it is replayed with the default database model and
+/// run bounds, which `--set` can change (`--set database.max_connections=50`,
+/// `--set arrivals.skip_bad=true`, `--set arrivals.speed=2`).
 pub fn load_workload(arg: &str, overrides: &[Override]) -> Result<LoadedWorkload, ConfigError> {
+    let path = std::path::Path::new(arg);
+    let is_shipped = workload::SHIPPED.iter().any(|(n, _)| *n == arg);
+    let is_toml = arg.to_ascii_lowercase().ends_with(".toml");
+    if !is_shipped && !is_toml && path.is_file() {
+        return load_trace_file(path, overrides);
+    }
     let (doc, stem) = resolve("trace", arg, "traces", workload::SHIPPED)?;
     let spec = WorkloadSpec::load(&doc, &stem, overrides)?;
     Ok(LoadedWorkload {
         spec,
         source: doc.name,
     })
+}
+
+/// A recorded trace given directly: a workload document of its own,
+/// `[arrivals] kind = "trace", path = ...`, with every other key at its
+/// default.
+fn load_trace_file(
+    path: &std::path::Path,
+    overrides: &[Override],
+) -> Result<LoadedWorkload, ConfigError> {
+    let shown = path.display().to_string();
+    let text = format!(
+        "[arrivals]\nkind = \"trace\"\npath = {}\n",
+        toml::Value::String(shown.clone())
+    );
+    let doc = Document::new(shown.clone(), text);
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| shown.clone());
+    // The name without compression and format extensions.
+    let mut stem = name.as_str();
+    for ext in [".gz", ".bz2", ".csv", ".jsonl", ".json", ".log"] {
+        if let Some(s) = stem.strip_suffix(ext) {
+            stem = s;
+        }
+    }
+    let spec = WorkloadSpec::load_in(&doc, stem, overrides, std::path::Path::new(""), true)?;
+    Ok(LoadedWorkload {
+        spec,
+        source: shown,
+    })
+}
+
+/// Opens a workload's request stream for one run: the Poisson generator,
+/// another generator, or a recorded trace (read through a cursor; the file
+/// was checked when the workload was loaded).
+pub fn open_source(w: &WorkloadSpec, seeds: &SeedTree) -> Result<WorkloadSource, TraceError> {
+    Ok(match &w.source {
+        SourceSpec::Poisson => WorkloadSource::Poisson(Synthetic::new(&w.synthetic, seeds)),
+        SourceSpec::Generated(g) => WorkloadSource::Generated(Box::new(Generator::new(g, seeds))),
+        SourceSpec::Trace(t) => {
+            let reader = t.trace.open()?;
+            WorkloadSource::Trace(Box::new(StreamSource::new(Transformed::new(
+                reader,
+                t.transform.clone(),
+                seeds,
+            ))))
+        }
+    })
+}
+
+/// A workload's request stream (see [`open_source`]). One per run, on the
+/// stack: the Poisson generator stays unboxed (it is the hot path of the
+/// validation runs), the rarer sources are boxed.
+#[allow(clippy::large_enum_variant)]
+pub enum WorkloadSource {
+    Poisson(Synthetic),
+    Generated(Box<Generator>),
+    Trace(Box<StreamSource<Transformed<CanonicalReader>>>),
+}
+
+impl WorkloadSource {
+    /// The error that ended a trace early, if any.
+    pub fn take_error(&mut self) -> Option<TraceError> {
+        match self {
+            WorkloadSource::Trace(s) => s.take_error(),
+            _ => None,
+        }
+    }
+}
+
+impl RequestSource for WorkloadSource {
+    #[inline]
+    fn next_request(&mut self) -> Option<Request> {
+        match self {
+            WorkloadSource::Poisson(s) => s.next_request(),
+            WorkloadSource::Generated(g) => g.next_request(),
+            WorkloadSource::Trace(t) => t.next_request(),
+        }
+    }
 }
 
 /// Runs one policy against the workload.
@@ -141,17 +237,29 @@ pub fn run_one(
 ) -> Result<RunSummary, SimError> {
     let seeds = SeedTree::new(seed);
     let w = &workload.spec;
-    let source = Synthetic::new(&w.synthetic, &seeds);
+    let trace_failed = |e: TraceError| {
+        SimError::Invariant {
+        what: format!(
+            "the trace could not be replayed although it was checked when loaded (did the file change?): {e}"
+        ),
+        at: crate::time::SimTime::ZERO,
+        seed,
+    }
+    };
+    let mut source = open_source(w, &seeds).map_err(trace_failed)?;
     let mut rule = policy.spec.build();
     let outcome = simulate(
         &policy.spec.pool,
         rule.as_mut(),
         &w.database,
-        source,
+        &mut source,
         &seeds,
         &w.run,
         sink,
     )?;
+    if let Some(e) = source.take_error() {
+        return Err(trace_failed(e));
+    }
     let info = PolicyInfo {
         name: policy.spec.name.clone(),
         hash: policy.spec.hash.clone(),

@@ -1,7 +1,15 @@
 //! Command-line glue: parse, call the library, print, map errors to exit codes.
 
+mod check;
+mod compare;
 pub mod exit_code;
+mod live;
+mod merge;
+mod report;
 mod sim_run;
+mod sweep;
+mod trace;
+mod tune;
 
 use sim_run::RunArgs;
 
@@ -29,6 +37,26 @@ enum Command {
     /// Simulate workloads against pool policies.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Run a policy as a real pool against a live PostgreSQL.
+    #[command(subcommand)]
+    Live(live::LiveCommand),
+    /// Compare two summary.json files metric by metric (e.g. sim vs live).
+    Compare(compare::CompareArgs),
+    /// Search a policy's knobs: minimise an objective under constraints;
+    /// writes a ready-to-use policy file.
+    Tune(tune::TuneArgs),
+    /// Combine the shard files of a sweep (or of one tuning stage) into what
+    /// one machine would have written.
+    Merge(merge::MergeArgs),
+    /// Import, summarise, generate and transform request traces.
+    #[command(subcommand)]
+    Trace(trace::TraceCommand),
+    /// Build the HTML report (plots inlined) and Markdown summary of run
+    /// or sweep directories.
+    Report(report::ReportArgs),
+    /// Re-run a check file's scenarios against its baselines: the CI gate
+    /// (exit 0 pass, 1 regression, 2 tool error or missing baselines).
+    Check(check::CheckArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -38,6 +66,9 @@ enum SimCommand {
     /// With no arguments: the built-in default workload against the seed
     /// policy (both variants) and fixed pools of 10 and 25.
     Run(RunArgs),
+    /// Sweep a grid of policy and workload keys, with replications, 95 %
+    /// intervals and paired differences (common random numbers).
+    Sweep(sweep::SweepArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -54,6 +85,34 @@ fn classify(e: anyhow::Error) -> Failure {
             Error::Sim(SimError::Invariant { .. }) => exit_code::INTERNAL,
             Error::Sim(_) => exit_code::SIM_LIMIT,
             Error::Write { .. } => exit_code::IO,
+        }
+    } else if let Some(err) = e.downcast_ref::<pooltune::live::LiveError>() {
+        use pooltune::live::LiveError;
+        match err {
+            LiveError::Target(_) => exit_code::CONFIG,
+            LiveError::Connect { .. } => exit_code::DATABASE,
+            LiveError::Limit(_) => exit_code::SIM_LIMIT,
+            LiveError::Invariant { .. } | LiveError::Runtime(_) => exit_code::INTERNAL,
+        }
+    } else if let Some(err) = e.downcast_ref::<pooltune::compare::CompareError>() {
+        match err {
+            pooltune::compare::CompareError::Read { .. } => exit_code::IO,
+            _ => exit_code::CONFIG,
+        }
+    } else if let Some(err) = e.downcast_ref::<pooltune::experiments::ExperimentError>() {
+        err.exit_code()
+    } else if let Some(err) = e.downcast_ref::<pooltune::trace::TraceError>() {
+        if err.is_io() {
+            exit_code::IO
+        } else {
+            exit_code::CONFIG
+        }
+    } else if let Some(err) = e.downcast_ref::<pooltune::report::html::ReportError>() {
+        use pooltune::report::html::ReportError;
+        match err {
+            ReportError::Read { .. } | ReportError::Write { .. } => exit_code::IO,
+            ReportError::Invalid { .. } => exit_code::CONFIG,
+            ReportError::Plot(_) => exit_code::INTERNAL,
         }
     } else if e.downcast_ref::<std::io::Error>().is_some() {
         exit_code::IO
@@ -77,10 +136,19 @@ pub fn main() -> u8 {
         }
     };
     let result = match cli.command {
-        Command::Sim(SimCommand::Run(args)) => sim_run::run(args),
+        Command::Sim(SimCommand::Run(args)) => sim_run::run(args).map(|()| exit_code::OK),
+        Command::Live(cmd) => live::run(cmd),
+        Command::Compare(args) => compare::run(args),
+        Command::Sim(SimCommand::Sweep(args)) => sweep::run(args).map(|()| exit_code::OK),
+        Command::Tune(args) => tune::run(args).map(|()| exit_code::OK),
+        Command::Merge(args) => merge::run(args).map(|()| exit_code::OK),
+        Command::Trace(cmd) => trace::run(cmd).map(|()| exit_code::OK),
+        Command::Report(args) => report::run(args).map(|()| exit_code::OK),
+        // check maps its own errors: every tool error exits 2.
+        Command::Check(args) => Ok(check::main(args)),
     };
     match result {
-        Ok(()) => exit_code::OK,
+        Ok(code) => code,
         Err(e) => {
             let f = classify(e);
             eprintln!("error: {}", message(&f.error));

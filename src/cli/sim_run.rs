@@ -12,6 +12,8 @@ use pooltune::config::Override;
 use pooltune::error::{ConfigError, Error, Origin};
 use pooltune::report::{
     self,
+    html::{self, Input, ReportError, RunInput},
+    plot::TimeSeries,
     timeseries::{CsvSink, WithProgress},
 };
 use pooltune::scenario::{self, LoadedPolicy};
@@ -56,6 +58,10 @@ pub struct RunArgs {
     /// Do not write the output directory.
     #[arg(long)]
     no_write: bool,
+    /// Write only summary.json, timeseries.csv and summary.md: no HTML
+    /// report (report.html, report.md) and no plots/.
+    #[arg(long)]
+    no_report: bool,
 }
 
 /// An error with the exit code it maps to.
@@ -149,6 +155,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             })?;
         }
         write_outputs(&out_dir, &summary, &parts)?;
+        if !args.no_report {
+            write_report(&out_dir, &summary)?;
+        }
         summary
     };
     for bar in &bars {
@@ -209,6 +218,24 @@ fn with_bar<S>(inner: S, bar: &ProgressBar) -> WithProgress<S, impl FnMut(SimTim
         inner,
         on_progress: move |now: SimTime| bar.set_position(now.as_secs_f64() as u64),
     }
+}
+
+/// report.html, report.md and plots/ from what was just written.
+fn write_report(dir: &Path, summary: &pooltune::summary::Summary) -> Result<()> {
+    let csv = dir.join("timeseries.csv");
+    let series = if csv.is_file() {
+        Some(TimeSeries::read(&csv).map_err(ReportError::from)?)
+    } else {
+        None
+    };
+    let input = Input::Run(RunInput {
+        label: dir.display().to_string(),
+        summary: summary.clone(),
+        series,
+    });
+    let report = html::build(&[input], &html::Options::default())?;
+    html::write(dir, &report)?;
+    Ok(())
 }
 
 fn write_outputs(

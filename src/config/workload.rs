@@ -31,13 +31,22 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::path::{Path, PathBuf};
+
 use super::duration::{Dur, DurOrNone};
 use super::{content_hash, deserialize, Document, Locator, Override};
 use crate::dist::DurationDist;
 use crate::error::ConfigError;
 use crate::sim::{DatabaseModel, RunOptions};
-use crate::time::SimDuration;
+use crate::time::{SimDuration, NANOS_PER_S};
+use crate::trace::error::TraceError;
+use crate::trace::generate::{ArrivalProcess, GeneratorSpec, RateProfile, Spike};
+use crate::trace::import::{Format, ImportOptions, PgbenchArrival};
+use crate::trace::replay::{prepare, service_sample, PrepareOptions, PreparedTrace};
+use crate::trace::rules::Rules;
+use crate::trace::service::ServiceDist;
 use crate::trace::synthetic::SyntheticSpec;
+use crate::trace::transform::TransformSpec;
 
 /// Top-level keys of a workload file; a `--set` key starting with one of
 /// these applies to the workload.
@@ -65,7 +74,10 @@ pub struct WorkloadFile {
     /// Arrivals stop after this many requests.
     pub requests: Option<u64>,
     pub arrivals: ArrivalsRaw,
-    pub service: DistRaw,
+    /// Required, except for a recorded trace (`arrivals.kind = "trace"`),
+    /// where it replaces the recorded service times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceRaw>,
     #[serde(default)]
     pub priority_mix: PriorityMixRaw,
     /// Fraction of requests that are writes. Default 0.
@@ -80,15 +92,244 @@ pub struct WorkloadFile {
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ArrivalKind {
+    /// Stationary Poisson: `rate_per_s`.
     Poisson,
+    /// Non-homogeneous Poisson, rate linear between `points`.
+    Piecewise,
+    /// Non-homogeneous Poisson, rate constant between `steps`.
+    Steps,
+    /// Non-homogeneous Poisson, a sinusoid: `rate_per_s` (mean),
+    /// `amplitude`, `period`, `peak_at`.
+    Diurnal,
+    /// On/off Markov-modulated Poisson: `rate_on`, `rate_off`, `mean_on`,
+    /// `mean_off`.
+    Mmpp,
+    /// A base `rate_per_s` with `spikes`.
+    FlashCrowd,
+    /// `clients` with `think` time between a request's end and the next.
+    ClosedLoop,
+    /// A recorded trace: `path` (canonical, or any importable log).
+    Trace,
 }
 
+impl ArrivalKind {
+    fn name(self) -> &'static str {
+        match self {
+            ArrivalKind::Poisson => "poisson",
+            ArrivalKind::Piecewise => "piecewise",
+            ArrivalKind::Steps => "steps",
+            ArrivalKind::Diurnal => "diurnal",
+            ArrivalKind::Mmpp => "mmpp",
+            ArrivalKind::FlashCrowd => "flash_crowd",
+            ArrivalKind::ClosedLoop => "closed_loop",
+            ArrivalKind::Trace => "trace",
+        }
+    }
+
+    /// The keys each kind takes (besides `kind`).
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            ArrivalKind::Poisson => &["rate_per_s"],
+            ArrivalKind::Piecewise => &["points", "period"],
+            ArrivalKind::Steps => &["steps", "period"],
+            ArrivalKind::Diurnal => &["rate_per_s", "amplitude", "period", "peak_at"],
+            ArrivalKind::Mmpp => &["rate_on", "rate_off", "mean_on", "mean_off"],
+            ArrivalKind::FlashCrowd => &["rate_per_s", "spikes"],
+            ArrivalKind::ClosedLoop => &["clients", "think"],
+            ArrivalKind::Trace => &[
+                "path",
+                "format",
+                "prefix",
+                "skip_bad",
+                "rules",
+                "start",
+                "end",
+                "speed",
+                "load",
+                "time_field",
+                "time_unit",
+                "year",
+                "pgbench_arrival",
+            ],
+        }
+    }
+}
+
+/// The arrival process. Which keys apply depends on `kind` (see
+/// [`ArrivalKind`]); keys of another kind are an error.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArrivalsRaw {
     pub kind: ArrivalKind,
-    /// Mean arrival rate, requests per second (> 0).
-    pub rate_per_s: f64,
+    /// Mean arrival rate, requests per second (> 0): poisson, diurnal
+    /// (the mean), flash_crowd (the base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_s: Option<f64>,
+    /// piecewise: `[["0s", 100.0], ["1h", 400.0], ...]`, (time, rate per s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<Vec<(Dur, f64)>>,
+    /// steps: `[["0s", 100.0], ["10m", 500.0], ...]`, (from, rate per s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<(Dur, f64)>>,
+    /// piecewise, steps: repeat the profile every `period`; diurnal: the
+    /// sinusoid's period (default "24h").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Dur>,
+    /// diurnal: relative amplitude in [0, 1] (rate between mean*(1-a) and mean*(1+a)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amplitude: Option<f64>,
+    /// diurnal: when the rate peaks (default "14h").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_at: Option<Dur>,
+    /// mmpp: rates in the on and off states (off default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_on: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_off: Option<f64>,
+    /// mmpp: mean sojourn in each state (exponential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_on: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_off: Option<Dur>,
+    /// flash_crowd: the spikes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spikes: Option<Vec<SpikeRaw>>,
+    /// closed_loop: number of clients and their think time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<ServiceRaw>,
+    /// trace: the file (relative to this workload file), its format
+    /// (default: detected), log_line_prefix (stderr, syslog), whether to
+    /// skip malformed lines, a rules file (priorities, kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_bad: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
+    /// trace: replay only [start, end) of the trace (start becomes 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Dur>,
+    /// trace: time compression (2.0 = arrivals twice as fast).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    /// trace: load scaling by thinning (< 1) or duplicating (> 1) requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
+    /// trace, arrivals-only formats: the time field and the unit of numeric times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_unit: Option<String>,
+    /// trace, syslog: the year of the stamps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub year: Option<i64>,
+    /// trace, pgbench -R: "scheduled" (default) or "sent".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbench_arrival: Option<String>,
+}
+
+impl ArrivalsRaw {
+    fn present(&self) -> [(&'static str, bool); 25] {
+        [
+            ("rate_per_s", self.rate_per_s.is_some()),
+            ("points", self.points.is_some()),
+            ("steps", self.steps.is_some()),
+            ("period", self.period.is_some()),
+            ("amplitude", self.amplitude.is_some()),
+            ("peak_at", self.peak_at.is_some()),
+            ("rate_on", self.rate_on.is_some()),
+            ("rate_off", self.rate_off.is_some()),
+            ("mean_on", self.mean_on.is_some()),
+            ("mean_off", self.mean_off.is_some()),
+            ("spikes", self.spikes.is_some()),
+            ("clients", self.clients.is_some()),
+            ("think", self.think.is_some()),
+            ("path", self.path.is_some()),
+            ("format", self.format.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("skip_bad", self.skip_bad.is_some()),
+            ("rules", self.rules.is_some()),
+            ("start", self.start.is_some()),
+            ("end", self.end.is_some()),
+            ("speed", self.speed.is_some()),
+            ("load", self.load.is_some()),
+            ("time_field", self.time_field.is_some()),
+            ("time_unit", self.time_unit.is_some()),
+            ("year", self.year.is_some()),
+        ]
+    }
+}
+
+/// One flash-crowd spike.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpikeRaw {
+    /// When the rate starts to climb.
+    pub at: Dur,
+    /// The rate at the top (requests per second).
+    pub peak_per_s: f64,
+    /// Linear climb; default "0s".
+    #[serde(default = "zero_dur")]
+    pub rise: Dur,
+    /// Time at the peak.
+    pub hold: Dur,
+    /// Linear fall back to the base; default "0s".
+    #[serde(default = "zero_dur")]
+    pub decay: Dur,
+}
+
+fn zero_dur() -> Dur {
+    Dur(SimDuration::ZERO)
+}
+
+/// Kinds of service (and think-time) distributions: the [`DistKind`]s
+/// plus Pareto and empirical.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Constant,
+    Exponential,
+    Lognormal,
+    Uniform,
+    /// Pareto type I: `min` (the scale) and `alpha` (the shape), optional `max` (a cap).
+    Pareto,
+    /// From data: `path` (a trace's service times, up to `sample` of them),
+    /// `values` (a list of durations) or `quantiles` (`[[0.0, "1ms"], [0.5,
+    /// "4ms"], [1.0, "90ms"]]`, linear in between).
+    Empirical,
+}
+
+/// A service-time distribution: the keys of [`DistRaw`], plus `alpha`
+/// (pareto) and `path`, `sample`, `values`, `quantiles` (empirical).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRaw {
+    pub kind: ServiceKind,
+    pub value: Option<Dur>,
+    pub mean: Option<Dur>,
+    pub median: Option<Dur>,
+    pub p99: Option<Dur>,
+    pub sigma: Option<f64>,
+    pub min: Option<Dur>,
+    pub max: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<Dur>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<Vec<(f64, Dur)>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -214,13 +455,39 @@ impl Default for RunRaw {
     }
 }
 
+/// Where a workload's requests come from.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// Stationary Poisson with a basic service distribution: exactly
+    /// [`WorkloadSpec::synthetic`] (the generator the validation suite uses).
+    Poisson,
+    /// Any other generated workload.
+    Generated(Box<GeneratorSpec>),
+    /// A recorded trace.
+    Trace(Box<TraceWorkload>),
+}
+
+/// A recorded trace to replay, and what to do to it on the way.
+#[derive(Debug, Clone)]
+pub struct TraceWorkload {
+    pub trace: PreparedTrace,
+    pub transform: TransformSpec,
+}
+
 /// A validated workload: what to generate, against which database, within
 /// which bounds.
 #[derive(Debug, Clone)]
 pub struct WorkloadSpec {
     pub name: String,
     pub description: String,
+    /// For `arrivals.kind = "poisson"` with a basic service distribution:
+    /// the generator itself. For any other source (see `source`): its
+    /// Poisson equivalent (the same mean rate, mean service, mixes and
+    /// bounds), kept so that code reading rates and bounds works for every
+    /// workload; replay the real thing through `scenario::open_source`.
     pub synthetic: SyntheticSpec,
+    /// Where the requests come from.
+    pub source: SourceSpec,
     pub database: DatabaseModel,
     pub run: RunOptions,
     pub effective: serde_json::Value,
@@ -228,14 +495,90 @@ pub struct WorkloadSpec {
 }
 
 impl WorkloadSpec {
+    /// Loads a workload document. Paths in it (`arrivals.path`,
+    /// `service.path`, `arrivals.rules`) are relative to the document's
+    /// directory when the document is a file, else to the current directory.
     pub fn load(
         doc: &Document,
         default_name: &str,
         overrides: &[Override],
     ) -> Result<Self, ConfigError> {
-        let (raw, _table): (WorkloadFile, _) = deserialize(doc, overrides)?;
+        let path = Path::new(&doc.name);
+        let base = if path.is_file() {
+            path.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            PathBuf::new()
+        };
+        Self::load_in(doc, default_name, overrides, &base, false)
+    }
+
+    /// As [`WorkloadSpec::load`], with the directory relative paths start
+    /// from; `direct_trace` when the document stands for a trace file given
+    /// directly (its errors are then located in the trace itself).
+    pub fn load_in(
+        doc: &Document,
+        default_name: &str,
+        overrides: &[Override],
+        base_dir: &Path,
+        direct_trace: bool,
+    ) -> Result<Self, ConfigError> {
+        let (raw, table): (WorkloadFile, toml::Table) = deserialize(doc, overrides)?;
         let loc = Locator::new(doc, overrides);
-        validate(raw, default_name, &loc)
+        let ctx = LoadCtx {
+            loc: &loc,
+            doc,
+            overrides,
+            base_dir,
+            direct_trace,
+            table: &table,
+        };
+        validate(raw, default_name, &ctx)
+    }
+
+    /// Simulated seconds the workload is expected to last (for progress):
+    /// its duration, or its request count at its mean rate, whichever ends
+    /// first; a trace's own span.
+    pub fn expected_end_s(&self) -> f64 {
+        let s = &self.synthetic;
+        match (s.duration, s.max_requests) {
+            (Some(d), Some(n)) => d.as_secs_f64().min(n as f64 / s.rate_per_s),
+            (Some(d), None) => d.as_secs_f64(),
+            (None, Some(n)) => n as f64 / s.rate_per_s,
+            (None, None) => 0.0,
+        }
+    }
+}
+
+/// What validation needs besides the raw values.
+struct LoadCtx<'a> {
+    loc: &'a Locator<'a>,
+    doc: &'a Document,
+    overrides: &'a [Override],
+    base_dir: &'a Path,
+    direct_trace: bool,
+    table: &'a toml::Table,
+}
+
+impl LoadCtx<'_> {
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() || self.base_dir.as_os_str().is_empty() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn trace_error(&self, e: TraceError, key: &str) -> ConfigError {
+        if self.direct_trace {
+            e.into_config_direct()
+        } else {
+            e.into_config(self.doc, self.overrides, key)
+        }
+    }
+
+    fn given(&self, key: &str) -> bool {
+        self.table.contains_key(key) || self.overrides.iter().any(|o| o.path[0] == key)
     }
 }
 
@@ -247,16 +590,33 @@ fn fraction(loc: &Locator, key: &str, v: f64) -> Result<f64, ConfigError> {
     }
 }
 
+fn positive_rate(loc: &Locator, key: &str, v: Option<f64>) -> Result<f64, ConfigError> {
+    let Some(v) = v else {
+        return Err(loc.invalid(key, "required key is missing"));
+    };
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(loc.invalid(
+            key,
+            format!("expected a positive rate in requests per second, got {v}"),
+        ))
+    }
+}
+
 fn validate(
     mut raw: WorkloadFile,
     default_name: &str,
-    loc: &Locator,
+    ctx: &LoadCtx,
 ) -> Result<WorkloadSpec, ConfigError> {
+    let loc = ctx.loc;
     let name = raw.name.clone().unwrap_or_else(|| default_name.to_string());
     if name.trim().is_empty() {
         return Err(loc.invalid("name", "expected a non-empty name"));
     }
-    if raw.duration.is_none() && raw.requests.is_none() {
+    let kind = raw.arrivals.kind;
+    let is_trace = kind == ArrivalKind::Trace;
+    if !is_trace && raw.duration.is_none() && raw.requests.is_none() {
         return Err(loc.invalid(
             "duration",
             "expected `duration` (e.g. \"10m\") or `requests` (a count), or both: the trace must end",
@@ -270,14 +630,28 @@ fn validate(
     if raw.requests == Some(0) {
         return Err(loc.invalid("requests", "expected at least 1 request, got 0"));
     }
-    let rate = raw.arrivals.rate_per_s;
-    if !(rate.is_finite() && rate > 0.0) {
-        return Err(loc.invalid(
-            "arrivals.rate_per_s",
-            format!("expected a positive rate in requests per second, got {rate}"),
-        ));
+    let allowed = kind.keys();
+    for (key, set) in raw.arrivals.present() {
+        if set && !allowed.contains(&key) {
+            return Err(loc.invalid_related(
+                &format!("arrivals.{key}"),
+                &["arrivals.kind"],
+                format!(
+                    "does not apply to kind = \"{}\" (it takes: {})",
+                    kind.name(),
+                    allowed.join(", ")
+                ),
+            ));
+        }
     }
-    let service = dist(loc, "service", &raw.service)?;
+    if kind == ArrivalKind::Poisson {
+        positive_rate(loc, "arrivals.rate_per_s", raw.arrivals.rate_per_s)?;
+    }
+    let service = match &raw.service {
+        Some(s) => Some(service_dist(ctx, "service", s)?),
+        None if is_trace => None,
+        None => return Err(loc.invalid("service", "required key is missing")),
+    };
     let m = &raw.priority_mix;
     let mix = [
         fraction(loc, "priority_mix.high", m.high)?,
@@ -329,28 +703,80 @@ fn validate(
             "expected a positive duration or \"none\", got 0s",
         ));
     }
+    let duration = raw.duration.map(|d| d.0);
+    let bounds = (duration, raw.requests);
+    let (source, synthetic, trace_json) = if is_trace {
+        let (t, synthetic, json) = trace_source(&raw, ctx, service, mix, write_fraction, bounds)?;
+        (SourceSpec::Trace(Box::new(t)), synthetic, Some(json))
+    } else {
+        let service = service.expect("required above for generated workloads");
+        let arrivals = arrival_process(&raw.arrivals, ctx)?;
+        let service_mean = service.mean_ns();
+        let horizon = duration.map_or(3600 * NANOS_PER_S, |d| d.0);
+        let rate = arrivals.mean_rate(
+            horizon,
+            if service_mean.is_finite() {
+                service_mean
+            } else {
+                0.0
+            },
+        );
+        let equivalent = match &service {
+            ServiceDist::Basic(d) => d.clone(),
+            other => DurationDist::Constant {
+                value_ns: if other.mean_ns().is_finite() {
+                    other.mean_ns() as u64
+                } else {
+                    u64::MAX / 2
+                },
+            },
+        };
+        let synthetic = SyntheticSpec {
+            rate_per_s: if rate > 0.0 { rate } else { f64::MIN_POSITIVE },
+            service: equivalent,
+            priority_mix: mix,
+            write_fraction,
+            duration,
+            max_requests: raw.requests,
+        };
+        let source = match (&arrivals, &service) {
+            (ArrivalProcess::Poisson { .. }, ServiceDist::Basic(_)) => SourceSpec::Poisson,
+            _ => SourceSpec::Generated(Box::new(GeneratorSpec {
+                arrivals,
+                service,
+                priority_mix: mix,
+                write_fraction,
+                duration,
+                max_requests: raw.requests,
+            })),
+        };
+        (source, synthetic, None)
+    };
     let run = RunOptions {
         max_events: r.max_events,
         max_sim_time: r.max_sim_time.0,
         sample_interval: r.sample_interval.0,
-        horizon: raw.duration.map(|d| d.0),
+        horizon: duration,
         drain: r.drain,
         check_invariants: false,
     };
     raw.name = Some(name.clone());
-    let effective = serde_json::to_value(&raw).expect("workload serializes");
+    let mut effective = serde_json::to_value(&raw).expect("workload serializes");
+    if let (Some(json), Some(obj)) = (trace_json, effective.as_object_mut()) {
+        // A trace's priorities and kinds are its own unless these are given.
+        for key in ["priority_mix", "write_fraction"] {
+            if !ctx.given(key) {
+                obj.remove(key);
+            }
+        }
+        obj.insert("trace_file".to_string(), json);
+    }
     let hash = content_hash(&effective);
     Ok(WorkloadSpec {
         name,
         description: raw.description.clone(),
-        synthetic: SyntheticSpec {
-            rate_per_s: rate,
-            service,
-            priority_mix: mix,
-            write_fraction,
-            duration: raw.duration.map(|d| d.0),
-            max_requests: raw.requests,
-        },
+        synthetic,
+        source,
         database: DatabaseModel {
             connect_latency,
             max_connections: db.max_connections,
@@ -361,6 +787,622 @@ fn validate(
         effective,
         hash,
     })
+}
+
+/// The recorded-trace source: prepare (import, check) the file, build the
+/// transform, and its Poisson equivalent.
+fn trace_source(
+    raw: &WorkloadFile,
+    ctx: &LoadCtx,
+    service: Option<ServiceDist>,
+    mix: [f64; 3],
+    write_fraction: f64,
+    (duration, requests): (Option<SimDuration>, Option<u64>),
+) -> Result<(TraceWorkload, SyntheticSpec, serde_json::Value), ConfigError> {
+    let loc = ctx.loc;
+    let a = &raw.arrivals;
+    let Some(path) = &a.path else {
+        return Err(loc.invalid(
+            "arrivals.path",
+            "kind = \"trace\" needs `path` (a trace file: canonical, or any log `pooltune trace import` reads)",
+        ));
+    };
+    let mut import = ImportOptions {
+        skip_bad: a.skip_bad.unwrap_or(false),
+        prefix: a.prefix.clone(),
+        year: a.year,
+        time_field: a.time_field.clone(),
+        ..Default::default()
+    };
+    let format = match a.format.as_deref() {
+        None | Some("auto") => None,
+        Some(f) => {
+            Some(Format::parse(f).map_err(|e| loc.invalid("arrivals.format", e.to_string()))?)
+        }
+    };
+    if let Some(u) = &a.time_unit {
+        import.time_unit_ns = Some(match u.as_str() {
+            "s" => NANOS_PER_S,
+            "ms" => 1_000_000,
+            "us" => 1_000,
+            "ns" => 1,
+            other => {
+                return Err(loc.invalid(
+                    "arrivals.time_unit",
+                    format!("expected s, ms, us or ns, got \"{other}\""),
+                ))
+            }
+        });
+    }
+    if let Some(p) = &a.pgbench_arrival {
+        import.pgbench_arrival = match p.as_str() {
+            "scheduled" => PgbenchArrival::Scheduled,
+            "sent" => PgbenchArrival::Sent,
+            other => {
+                return Err(loc.invalid(
+                    "arrivals.pgbench_arrival",
+                    format!("expected \"scheduled\" or \"sent\", got \"{other}\""),
+                ))
+            }
+        };
+    }
+    if let Some(r) = &a.rules {
+        import.rules =
+            Rules::load(&ctx.path(r)).map_err(|e| ctx.trace_error(e, "arrivals.rules"))?;
+    }
+    let options = PrepareOptions { format, import };
+    let trace =
+        prepare(&ctx.path(path), &options).map_err(|e| ctx.trace_error(e, "arrivals.path"))?;
+    let info = &trace.info;
+    if info.no_service && service.is_none() {
+        return Err(loc.invalid(
+            "service",
+            format!(
+                "the trace {} has arrival times only (format {}): give a [service] distribution to replay it",
+                path, info.format
+            ),
+        ));
+    }
+    let speed = a.speed.unwrap_or(1.0);
+    if !(speed.is_finite() && speed > 0.0) {
+        return Err(loc.invalid(
+            "arrivals.speed",
+            format!("expected a positive factor, got {speed}"),
+        ));
+    }
+    let load = a.load.unwrap_or(1.0);
+    if !(load.is_finite() && load > 0.0 && load <= 1000.0) {
+        return Err(loc.invalid(
+            "arrivals.load",
+            format!("expected a factor in (0, 1000], got {load}"),
+        ));
+    }
+    let start_ns = a.start.map(|d| d.0 .0);
+    let end_ns = a.end.map(|d| d.0 .0);
+    if let (Some(s), Some(e)) = (start_ns, end_ns) {
+        if e <= s {
+            return Err(loc.invalid_related(
+                "arrivals.end",
+                &["arrivals.start"],
+                format!(
+                    "expected end after start ({}), got {}",
+                    SimDuration(s),
+                    SimDuration(e)
+                ),
+            ));
+        }
+    }
+    if let Some(s) = start_ns {
+        if s > info.last_arrival_ns {
+            return Err(loc.invalid(
+                "arrivals.start",
+                format!(
+                    "the trace's last arrival is at {}: a window starting at {} holds no request",
+                    SimDuration(info.last_arrival_ns),
+                    SimDuration(s)
+                ),
+            ));
+        }
+    }
+    let transform = TransformSpec {
+        start_ns,
+        end_ns,
+        speed,
+        load,
+        service: service.clone(),
+        priority_mix: ctx.given("priority_mix").then_some(mix),
+        write_fraction: ctx.given("write_fraction").then_some(write_fraction),
+        max_requests: requests,
+        horizon_ns: duration.map(|d| d.0),
+    };
+    // The Poisson equivalent (estimates and code that reads rates).
+    let win_start = start_ns.unwrap_or(0).max(info.first_arrival_ns);
+    let win_end = end_ns
+        .unwrap_or(u64::MAX)
+        .min(info.last_arrival_ns.saturating_add(1));
+    let span_in = win_end.saturating_sub(win_start).max(1);
+    let frac =
+        (span_in as f64 / (info.last_arrival_ns - info.first_arrival_ns).max(1) as f64).min(1.0);
+    let n_est = (info.requests as f64 * frac * load).max(1.0);
+    let span_out = (span_in as f64 / speed).max(1.0);
+    let mut rate = n_est / (span_out / NANOS_PER_S as f64);
+    if !rate.is_finite() || rate <= 0.0 {
+        rate = 1.0;
+    }
+    let service_mean = match &service {
+        Some(s) if s.mean_ns().is_finite() => s.mean_ns(),
+        Some(_) => 0.0,
+        None => info.service_mean_ns,
+    };
+    let total = info.requests.max(1) as f64;
+    let recorded_mix = [
+        info.priority_counts[0] as f64 / total,
+        info.priority_counts[1] as f64 / total,
+        info.priority_counts[2] as f64 / total,
+    ];
+    let synthetic = SyntheticSpec {
+        rate_per_s: rate,
+        service: DurationDist::Constant {
+            value_ns: service_mean as u64,
+        },
+        priority_mix: transform.priority_mix.unwrap_or(recorded_mix),
+        write_fraction: transform
+            .write_fraction
+            .unwrap_or(info.writes as f64 / total),
+        duration: Some(duration.map_or(SimDuration(span_out as u64), |d| {
+            d.min(SimDuration(span_out as u64))
+        })),
+        max_requests: Some(
+            requests
+                .map_or(n_est as u64, |r| r.min(n_est as u64))
+                .max(1),
+        ),
+    };
+    let json = serde_json::to_value(info).expect("trace info serializes");
+    Ok((TraceWorkload { trace, transform }, synthetic, json))
+}
+
+fn dur_ns(d: &Dur) -> u64 {
+    d.0 .0
+}
+
+/// Validates a generated arrival process (not `trace`).
+fn arrival_process(a: &ArrivalsRaw, ctx: &LoadCtx) -> Result<ArrivalProcess, ConfigError> {
+    let loc = ctx.loc;
+    let need = |v: bool, key: &str, what: &str| {
+        if v {
+            Ok(())
+        } else {
+            Err(loc.invalid(
+                &format!("arrivals.{key}"),
+                format!("kind = \"{}\" needs `{key}` ({what})", a.kind.name()),
+            ))
+        }
+    };
+    let rate_ok = |key: &str, v: f64, allow_zero: bool| {
+        if v.is_finite() && (v > 0.0 || (allow_zero && v == 0.0)) && v <= 1e12 {
+            Ok(v)
+        } else {
+            Err(loc.invalid(
+                key,
+                format!(
+                    "expected a {} rate in requests per second, got {v}",
+                    if allow_zero {
+                        "non-negative"
+                    } else {
+                        "positive"
+                    }
+                ),
+            ))
+        }
+    };
+    let period = a.period.map(|p| dur_ns(&p));
+    if period == Some(0) {
+        return Err(loc.invalid("arrivals.period", "expected a positive duration, got 0s"));
+    }
+    let series = |key: &str, pts: &[(Dur, f64)]| -> Result<Vec<(u64, f64)>, ConfigError> {
+        let k = format!("arrivals.{key}");
+        if pts.is_empty() {
+            return Err(loc.invalid(&k, "expected at least one [time, rate] pair"));
+        }
+        let mut out: Vec<(u64, f64)> = Vec::with_capacity(pts.len());
+        for (i, (t, r)) in pts.iter().enumerate() {
+            let t = dur_ns(t);
+            rate_ok(&k, *r, true)?;
+            if let Some(prev) = out.last() {
+                if t <= prev.0 {
+                    return Err(loc.invalid(
+                        &k,
+                        format!(
+                            "times must increase: pair {} is at {} after {}",
+                            i + 1,
+                            SimDuration(t),
+                            SimDuration(prev.0)
+                        ),
+                    ));
+                }
+            }
+            if let Some(p) = period {
+                if t >= p {
+                    return Err(loc.invalid(
+                        &k,
+                        format!(
+                            "pair {} is at {}, not within the period ({})",
+                            i + 1,
+                            SimDuration(t),
+                            SimDuration(p)
+                        ),
+                    ));
+                }
+            }
+            out.push((t, *r));
+        }
+        if out.iter().all(|p| p.1 == 0.0) {
+            return Err(loc.invalid(&k, "every rate is 0: no request would ever arrive"));
+        }
+        Ok(out)
+    };
+    Ok(match a.kind {
+        ArrivalKind::Poisson => ArrivalProcess::Poisson {
+            rate_per_s: positive_rate(loc, "arrivals.rate_per_s", a.rate_per_s)?,
+        },
+        ArrivalKind::Piecewise => {
+            need(a.points.is_some(), "points", "[[time, rate], ...]")?;
+            ArrivalProcess::Profile(RateProfile::Piecewise {
+                points: series("points", a.points.as_deref().unwrap_or(&[]))?,
+                period_ns: period,
+            })
+        }
+        ArrivalKind::Steps => {
+            need(a.steps.is_some(), "steps", "[[from, rate], ...]")?;
+            ArrivalProcess::Profile(RateProfile::Steps {
+                steps: series("steps", a.steps.as_deref().unwrap_or(&[]))?,
+                period_ns: period,
+            })
+        }
+        ArrivalKind::Diurnal => {
+            let mean = positive_rate(loc, "arrivals.rate_per_s", a.rate_per_s)?;
+            need(a.amplitude.is_some(), "amplitude", "a fraction in [0, 1]")?;
+            let amp = a.amplitude.unwrap_or(0.0);
+            if !(amp.is_finite() && (0.0..=1.0).contains(&amp)) {
+                return Err(loc.invalid(
+                    "arrivals.amplitude",
+                    format!("expected a fraction in [0, 1], got {amp}"),
+                ));
+            }
+            let period_ns = period.unwrap_or(24 * 3600 * NANOS_PER_S);
+            ArrivalProcess::Profile(RateProfile::Diurnal {
+                mean_per_s: mean,
+                amplitude: amp,
+                period_ns,
+                peak_ns: a.peak_at.map_or(14 * 3600 * NANOS_PER_S, |d| dur_ns(&d)) % period_ns,
+            })
+        }
+        ArrivalKind::Mmpp => {
+            need(
+                a.rate_on.is_some(),
+                "rate_on",
+                "requests per second while on",
+            )?;
+            need(a.mean_on.is_some(), "mean_on", "a duration")?;
+            need(a.mean_off.is_some(), "mean_off", "a duration")?;
+            let rate_on = rate_ok("arrivals.rate_on", a.rate_on.unwrap_or(0.0), false)?;
+            let rate_off = rate_ok("arrivals.rate_off", a.rate_off.unwrap_or(0.0), true)?;
+            let mut means = [0.0; 2];
+            for (i, (key, d)) in [("mean_on", a.mean_on), ("mean_off", a.mean_off)]
+                .into_iter()
+                .enumerate()
+            {
+                let v = d.map_or(0, |d| dur_ns(&d));
+                if v == 0 {
+                    return Err(loc.invalid(
+                        &format!("arrivals.{key}"),
+                        "expected a positive duration, got 0s",
+                    ));
+                }
+                means[i] = v as f64;
+            }
+            ArrivalProcess::Mmpp {
+                rate_on,
+                rate_off,
+                mean_on_ns: means[0],
+                mean_off_ns: means[1],
+            }
+        }
+        ArrivalKind::FlashCrowd => {
+            let base = rate_ok(
+                "arrivals.rate_per_s",
+                a.rate_per_s
+                    .ok_or_else(|| loc.invalid("arrivals.rate_per_s", "required key is missing"))?,
+                true,
+            )?;
+            need(
+                a.spikes.is_some(),
+                "spikes",
+                "[{ at, peak_per_s, rise, hold, decay }, ...]",
+            )?;
+            let mut spikes = Vec::new();
+            for (i, sp) in a.spikes.as_deref().unwrap_or(&[]).iter().enumerate() {
+                let key = "arrivals.spikes";
+                let peak = rate_ok(key, sp.peak_per_s, false)?;
+                if peak < base {
+                    return Err(loc.invalid(
+                        key,
+                        format!(
+                            "spike {}: peak_per_s ({peak}) is below the base rate ({base})",
+                            i + 1
+                        ),
+                    ));
+                }
+                spikes.push(Spike {
+                    at_ns: dur_ns(&sp.at),
+                    peak_per_s: peak,
+                    rise_ns: dur_ns(&sp.rise),
+                    hold_ns: dur_ns(&sp.hold),
+                    decay_ns: dur_ns(&sp.decay),
+                });
+            }
+            if spikes.is_empty() && base == 0.0 {
+                return Err(loc.invalid(
+                    "arrivals.spikes",
+                    "no spike and a base rate of 0: no request would ever arrive",
+                ));
+            }
+            ArrivalProcess::Profile(RateProfile::FlashCrowd {
+                base_per_s: base,
+                spikes,
+            })
+        }
+        ArrivalKind::ClosedLoop => {
+            need(a.clients.is_some(), "clients", "a number of clients")?;
+            need(
+                a.think.is_some(),
+                "think",
+                "a think-time distribution, e.g. { kind = \"exponential\", mean = \"100ms\" }",
+            )?;
+            let clients = a.clients.unwrap_or(0);
+            if clients == 0 || clients > 1_000_000 {
+                return Err(loc.invalid(
+                    "arrivals.clients",
+                    format!("expected 1 to 1000000 clients, got {clients}"),
+                ));
+            }
+            let think = service_dist(ctx, "arrivals.think", a.think.as_ref().expect("checked"))?;
+            ArrivalProcess::ClosedLoop { clients, think }
+        }
+        ArrivalKind::Trace => {
+            return Err(loc.invalid(
+                "arrivals.kind",
+                "a recorded trace is not a generated process",
+            ))
+        }
+    })
+}
+
+/// Parses a service distribution given as a TOML inline table (the
+/// command line's `--service '{ kind = "lognormal", median = "8ms", p99 =
+/// "40ms" }'`); `origin` names it in errors, paths are relative to the
+/// current directory.
+pub fn parse_service(origin: &str, table: &str) -> Result<ServiceDist, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wrap {
+        service: ServiceRaw,
+    }
+    let doc = Document::new(origin, format!("service = {table}\n"));
+    let (w, t): (Wrap, toml::Table) = deserialize(&doc, &[])?;
+    let loc = Locator::new(&doc, &[]);
+    let ctx = LoadCtx {
+        loc: &loc,
+        doc: &doc,
+        overrides: &[],
+        base_dir: Path::new(""),
+        direct_trace: false,
+        table: &t,
+    };
+    service_dist(&ctx, "service", &w.service)
+}
+
+/// Validates a service (or think-time) distribution at `key`.
+fn service_dist(ctx: &LoadCtx, key: &str, s: &ServiceRaw) -> Result<ServiceDist, ConfigError> {
+    let loc = ctx.loc;
+    let k = |sub: &str| format!("{key}.{sub}");
+    let kind_name = serde_json::to_value(s.kind).expect("kind serializes");
+    let kind_name = kind_name.as_str().unwrap_or("?").to_string();
+    let extra = [
+        ("alpha", s.alpha.is_some()),
+        ("path", s.path.is_some()),
+        ("sample", s.sample.is_some()),
+        ("values", s.values.is_some()),
+        ("quantiles", s.quantiles.is_some()),
+    ];
+    let basic = |dk: DistKind| -> Result<ServiceDist, ConfigError> {
+        for (name, set) in extra {
+            if set {
+                let allowed: &[&str] = match dk {
+                    DistKind::Constant => &["value"],
+                    DistKind::Exponential => &["mean"],
+                    DistKind::Lognormal => &["median", "p99", "sigma"],
+                    DistKind::Uniform => &["min", "max"],
+                };
+                return Err(loc.invalid_related(
+                    &k(name),
+                    &[&k("kind")],
+                    format!(
+                        "does not apply to kind = \"{kind_name}\" (it takes: {})",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        let d = DistRaw {
+            kind: dk,
+            value: s.value,
+            mean: s.mean,
+            median: s.median,
+            p99: s.p99,
+            sigma: s.sigma,
+            min: s.min,
+            max: s.max,
+        };
+        Ok(ServiceDist::Basic(dist(loc, key, &d)?))
+    };
+    let only = |allowed: &[&str]| -> Result<(), ConfigError> {
+        let present = [
+            ("value", s.value.is_some()),
+            ("mean", s.mean.is_some()),
+            ("median", s.median.is_some()),
+            ("p99", s.p99.is_some()),
+            ("sigma", s.sigma.is_some()),
+            ("min", s.min.is_some()),
+            ("max", s.max.is_some()),
+        ];
+        for (name, set) in present.into_iter().chain(extra) {
+            if set && !allowed.contains(&name) {
+                return Err(loc.invalid_related(
+                    &k(name),
+                    &[&k("kind")],
+                    format!(
+                        "does not apply to kind = \"{kind_name}\" (it takes: {})",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    };
+    match s.kind {
+        ServiceKind::Constant => basic(DistKind::Constant),
+        ServiceKind::Exponential => basic(DistKind::Exponential),
+        ServiceKind::Lognormal => basic(DistKind::Lognormal),
+        ServiceKind::Uniform => basic(DistKind::Uniform),
+        ServiceKind::Pareto => {
+            only(&["min", "alpha", "max"])?;
+            let min = s.min.map(|d| d.0 .0).ok_or_else(|| {
+                loc.invalid(
+                    &k("min"),
+                    "kind = \"pareto\" needs `min` (the scale, a duration such as \"1ms\")",
+                )
+            })?;
+            if min == 0 {
+                return Err(loc.invalid(&k("min"), "expected a positive duration, got 0s"));
+            }
+            let alpha = s.alpha.ok_or_else(|| {
+                loc.invalid(
+                    &k("alpha"),
+                    "kind = \"pareto\" needs `alpha` (the tail index, e.g. 1.5)",
+                )
+            })?;
+            if !(alpha.is_finite() && alpha > 0.0 && alpha <= 100.0) {
+                return Err(loc.invalid(
+                    &k("alpha"),
+                    format!("expected a tail index in (0, 100], got {alpha}"),
+                ));
+            }
+            let max = s.max.map(|d| d.0 .0);
+            if let Some(m) = max {
+                if m <= min {
+                    return Err(loc.invalid_related(
+                        &k("max"),
+                        &[&k("min")],
+                        format!(
+                            "expected max above min ({}), got {}",
+                            SimDuration(min),
+                            SimDuration(m)
+                        ),
+                    ));
+                }
+            } else if alpha <= 1.0 {
+                return Err(loc.invalid(
+                    &k("alpha"),
+                    format!("with alpha = {alpha} <= 1 the mean is infinite: give `max` (a cap), or alpha > 1"),
+                ));
+            }
+            Ok(ServiceDist::pareto(min as f64, alpha, max))
+        }
+        ServiceKind::Empirical => {
+            only(&["path", "sample", "values", "quantiles"])?;
+            let given = [s.path.is_some(), s.values.is_some(), s.quantiles.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if given != 1 {
+                return Err(loc.invalid(
+                    &k("path"),
+                    "kind = \"empirical\" needs exactly one of `path` (a trace whose service times to sample), `values` (a list of durations) or `quantiles` ([[probability, duration], ...])",
+                ));
+            }
+            if s.sample.is_some() && s.path.is_none() {
+                return Err(loc.invalid_related(
+                    &k("sample"),
+                    &[&k("path")],
+                    "`sample` applies to `path` only",
+                ));
+            }
+            if let Some(values) = &s.values {
+                if values.is_empty() {
+                    return Err(loc.invalid(&k("values"), "expected at least one duration"));
+                }
+                return Ok(ServiceDist::from_sample(
+                    values.iter().map(|d| d.0 .0).collect(),
+                    "values",
+                ));
+            }
+            if let Some(q) = &s.quantiles {
+                if q.len() < 2 {
+                    return Err(loc.invalid(
+                        &k("quantiles"),
+                        "expected at least two [probability, duration] pairs, from 0.0 to 1.0",
+                    ));
+                }
+                let mut pts = Vec::new();
+                for (i, (p, d)) in q.iter().enumerate() {
+                    let v = d.0 .0 as f64;
+                    if !(p.is_finite() && (0.0..=1.0).contains(p)) {
+                        return Err(loc.invalid(
+                            &k("quantiles"),
+                            format!("pair {}: the probability must be in [0, 1], got {p}", i + 1),
+                        ));
+                    }
+                    if let Some(&(pp, pv)) = pts.last() {
+                        if *p <= pp || v < pv {
+                            return Err(loc.invalid(
+                                &k("quantiles"),
+                                format!("pair {}: probabilities must increase and durations must not decrease", i + 1),
+                            ));
+                        }
+                    }
+                    pts.push((*p, v));
+                }
+                if pts[0].0 != 0.0 || pts[pts.len() - 1].0 != 1.0 {
+                    return Err(loc.invalid(
+                        &k("quantiles"),
+                        "the first probability must be 0.0 and the last 1.0",
+                    ));
+                }
+                return Ok(ServiceDist::from_quantiles(pts, "quantiles"));
+            }
+            let path = s.path.as_deref().expect("one of three");
+            let sample = s.sample.unwrap_or(100_000);
+            if sample == 0 || sample > 10_000_000 {
+                return Err(loc.invalid(
+                    &k("sample"),
+                    format!("expected 1 to 10000000 values, got {sample}"),
+                ));
+            }
+            let trace = prepare(&ctx.path(path), &PrepareOptions::default())
+                .map_err(|e| ctx.trace_error(e, &k("path")))?;
+            if trace.info.no_service {
+                return Err(loc.invalid(
+                    &k("path"),
+                    format!("the trace {path} has no service times (arrivals only)"),
+                ));
+            }
+            let values = service_sample(&trace, sample as usize)
+                .map_err(|e| ctx.trace_error(e, &k("path")))?;
+            Ok(ServiceDist::from_sample(values, path.to_string()))
+        }
+    }
 }
 
 /// Validates a distribution table at `key`.
@@ -487,5 +1529,12 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "mmc-c10-priorities",
         include_str!("../../traces/mmc-c10-priorities.toml"),
+    ),
+    ("steady", include_str!("../../traces/steady.toml")),
+    ("diurnal-day", include_str!("../../traces/diurnal-day.toml")),
+    ("flash-crowd", include_str!("../../traces/flash-crowd.toml")),
+    (
+        "slow-query-storm",
+        include_str!("../../traces/slow-query-storm.toml"),
     ),
 ];

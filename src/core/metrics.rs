@@ -160,6 +160,9 @@ pub enum CloseReason {
     Shrink,
     /// The run ended (connections still open are closed at the end).
     EndOfRun,
+    /// The connection broke (a query on it failed and the connection is
+    /// closed): the live driver reports this; the simulator never does.
+    Broken,
 }
 
 /// Pool-wide counters.
@@ -169,6 +172,8 @@ pub struct PoolCounters {
     pub connect_failed: u64,
     pub closed_shrink: u64,
     pub closed_end_of_run: u64,
+    /// Connections closed because they broke ([`CloseReason::Broken`]).
+    pub closed_broken: u64,
     /// Total time spent connecting (successful and failed connects).
     pub connect_time_ns: u128,
     /// Policy decisions that changed the target size.

@@ -230,6 +230,50 @@ impl<T> Pool<T> {
         self.reuse(now, conn, fx);
     }
 
+    /// The query on `conn` failed (live driver): the request counts as
+    /// failed (not in the query or response distributions). A connection
+    /// that still works (`usable`) returns to the pool like a release; a
+    /// broken one is closed (reason `Broken`) and the pool opens a
+    /// replacement at once to stay at its target.
+    pub fn fail(&mut self, now: SimTime, conn: ConnId, usable: bool, fx: &mut Vec<Effect<T>>) {
+        self.advance(now);
+        let c = self.conns[conn as usize];
+        debug_assert_eq!(
+            c.state,
+            ConnState::Active,
+            "failure on a connection not active"
+        );
+        self.classes[c.req_priority.index()].failed += 1;
+        self.active -= 1;
+        if usable {
+            self.reuse(now, conn, fx);
+        } else {
+            self.close(conn, CloseReason::Broken, fx);
+            self.reconcile(now, fx);
+        }
+    }
+
+    /// The driver learnt that the connection in slot `conn` is gone (the
+    /// server closed it: a terminated backend, a restart). An idle one is
+    /// closed (reason `Broken`) and replaced at once, and `true` returned;
+    /// for a connection in any other state nothing happens (`false`): an
+    /// active one reports through its query ([`Pool::fail`]).
+    pub fn lost(&mut self, now: SimTime, conn: ConnId, fx: &mut Vec<Effect<T>>) -> bool {
+        if self.conns.get(conn as usize).map(|c| c.state) != Some(ConnState::Idle) {
+            return false;
+        }
+        self.advance(now);
+        let at = self
+            .idle
+            .iter()
+            .position(|&c| c == conn)
+            .expect("an idle connection is in the idle list");
+        self.idle.remove(at);
+        self.close(conn, CloseReason::Broken, fx);
+        self.reconcile(now, fx);
+        true
+    }
+
     /// The connection in slot `conn` finished opening.
     pub fn connected(&mut self, now: SimTime, conn: ConnId, fx: &mut Vec<Effect<T>>) {
         self.advance(now);
@@ -603,6 +647,7 @@ impl<T> Pool<T> {
             CloseReason::Shrink => self.counters.closed_shrink += 1,
             // Closing at the end is not a size the pool ran at.
             CloseReason::EndOfRun => self.counters.closed_end_of_run += 1,
+            CloseReason::Broken => self.counters.closed_broken += 1,
         }
         if reason != CloseReason::EndOfRun {
             self.note_size();
@@ -731,6 +776,72 @@ mod tests {
         );
         assert_eq!(p.classes()[2].timed_out, 1);
         assert_eq!(p.classes()[2].wait.max_ns(), 250_000_000);
+        p.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_failed_query_counts_and_a_broken_connection_is_replaced() {
+        let (mut p, mut fx) = pool(2, [1000; 3]);
+        let t = |ms: u64| SimTime(ms * 1_000_000);
+        p.acquire(t(0), Priority::High, "a", &mut fx);
+        p.acquire(t(0), Priority::Low, "b", &mut fx);
+        p.acquire(t(1), Priority::Normal, "c", &mut fx);
+        let conns: Vec<ConnId> = fx
+            .drain(..)
+            .filter_map(|e| match e {
+                Effect::Start { conn, .. } => Some(conn),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(conns.len(), 2);
+        // Still usable: the waiter gets the connection.
+        p.fail(t(5), conns[0], true, &mut fx);
+        assert_eq!(started(&mut fx), vec!["c"]);
+        // Broken: closed, and a replacement opens at once.
+        p.fail(t(6), conns[1], false, &mut fx);
+        assert!(matches!(
+            fx[..],
+            [
+                Effect::Close {
+                    reason: CloseReason::Broken,
+                    ..
+                },
+                Effect::Open(_)
+            ]
+        ));
+        assert_eq!(p.classes()[0].failed, 1);
+        assert_eq!(p.classes()[2].failed, 1);
+        assert_eq!(p.classes()[0].query.count(), 0);
+        assert_eq!(p.counters().closed_broken, 1);
+        assert_eq!(p.size(), 2);
+        p.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_lost_idle_connection_is_replaced_and_others_are_left_alone() {
+        let (mut p, mut fx) = pool(2, [1000; 3]);
+        p.acquire(SimTime(1), Priority::Normal, "a", &mut fx);
+        let busy = match fx.drain(..).next() {
+            Some(Effect::Start { conn, .. }) => conn,
+            other => panic!("{other:?}"),
+        };
+        // Active: the query will tell.
+        assert!(!p.lost(SimTime(2), busy, &mut fx));
+        assert!(fx.is_empty());
+        let idle = 1 - busy;
+        assert!(p.lost(SimTime(3), idle, &mut fx));
+        assert!(matches!(
+            fx[..],
+            [
+                Effect::Close {
+                    reason: CloseReason::Broken,
+                    ..
+                },
+                Effect::Open(_)
+            ]
+        ));
+        assert_eq!(p.counters().closed_broken, 1);
+        assert_eq!(p.size(), 2);
         p.check_invariants().unwrap();
     }
 

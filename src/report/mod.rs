@@ -1,6 +1,9 @@
 //! Text outputs derived from `summary.json`: the comparison table (plain
-//! text and Markdown) and the time-series CSV.
+//! text and Markdown) and the time-series CSV; plots ([`plot`]) and the
+//! HTML/Markdown report ([`html`]).
 
+pub mod html;
+pub mod plot;
 pub mod timeseries;
 
 use crate::summary::{RunSummary, Summary};
@@ -11,7 +14,7 @@ struct Column {
     cell: fn(&RunSummary) -> String,
 }
 
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
@@ -23,7 +26,7 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn ms(v: f64) -> String {
+pub(crate) fn ms(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {

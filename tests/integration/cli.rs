@@ -112,7 +112,18 @@ fn default_run_compares_the_shipped_policies_and_writes_its_outputs() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["summary.json", "summary.md", "timeseries.csv"]);
+    // ... and the report `sim run` writes by default (tests/integration/plots.rs).
+    assert_eq!(
+        files,
+        [
+            "plots",
+            "report.html",
+            "report.md",
+            "summary.json",
+            "summary.md",
+            "timeseries.csv"
+        ]
+    );
 }
 
 #[test]

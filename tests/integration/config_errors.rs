@@ -411,12 +411,12 @@ fn workload_errors() {
         (
             "unknown arrival kind",
             workload(&[]).replace("poisson", "bursty"),
-            "w.toml:3:1: key `arrivals.kind`: unknown variant `bursty`, expected `poisson`",
+            "w.toml:3:1: key `arrivals.kind`: unknown variant `bursty`, expected one of `poisson`, `piecewise`, `steps`, `diurnal`, `mmpp`, `flash_crowd`, `closed_loop`, `trace`",
         ),
         (
             "missing rate",
             workload(&[]).replace("rate_per_s = 10.0", "rate = 10.0"),
-            "w.toml:4:1: key `arrivals.rate`: unknown field `rate`, expected `kind` or `rate_per_s`",
+            "w.toml:4:1: key `arrivals.rate`: unknown field `rate`, expected one of `kind`, `rate_per_s`, `points`, `steps`, `period`, `amplitude`, `peak_at`, `rate_on`, `rate_off`, `mean_on`, `mean_off`, `spikes`, `clients`, `think`, `path`, `format`, `prefix`, `skip_bad`, `rules`, `start`, `end`, `speed`, `load`, `time_field`, `time_unit`, `year`, `pgbench_arrival`",
         ),
         (
             "neither duration nor requests",
@@ -588,8 +588,8 @@ fn distribution_errors() {
         ),
         (
             "unknown kind",
-            workload_service(&["kind = \"pareto\"", "value = \"5ms\""]),
-            "w.toml:6:1: key `service.kind`: unknown variant `pareto`, expected one of `constant`, `exponential`, `lognormal`, `uniform`",
+            workload_service(&["kind = \"weibull\"", "value = \"5ms\""]),
+            "w.toml:6:1: key `service.kind`: unknown variant `weibull`, expected one of `constant`, `exponential`, `lognormal`, `uniform`, `pareto`, `empirical`",
         ),
         (
             "missing kind points at the table",
@@ -849,7 +849,7 @@ fn files_are_named_by_their_path() {
         .to_string();
     assert_eq!(
         e,
-        "trace `no-such-trace`: no such file, and not a shipped name (shipped: default, mmc-c25-a20, mmc-c10-rho09-timeout, mmc-c10-priorities)"
+        "trace `no-such-trace`: no such file, and not a shipped name (shipped: default, mmc-c25-a20, mmc-c10-rho09-timeout, mmc-c10-priorities, steady, diurnal-day, flash-crowd, slow-query-storm)"
     );
 }
 

@@ -2,9 +2,24 @@
 //! Run in release mode (`cargo test --release`): the validation module
 //! simulates hundreds of millions of requests.
 
+mod check;
 mod cli;
 mod config_errors;
 mod determinism;
 mod invariants;
+mod live_calibrate;
+mod live_cli;
+mod live_faults;
+mod live_pgbouncer;
+mod live_run;
+mod live_sim_vs_live;
+mod live_tls;
+mod pg_harness;
+mod plots;
+mod sweep;
+mod trace_cli;
+mod trace_gen;
+mod trace_import;
+mod tune;
 mod validation;
 mod validation_world;

@@ -1,0 +1,718 @@
+//! The live event loop: one task owns the pool; IO runs in spawned tasks
+//! that report back through a channel.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::{CancelToken, Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::clock::{LiveClock, Stopwatch};
+use super::conninfo::Target;
+use super::{LiveError, LiveReport, LIVE_SCHEMA, STATEMENT};
+use crate::core::metrics::{CloseReason, Latency, SampleSink};
+use crate::core::policy::{Decision, Policy, Signal};
+use crate::core::pool::{ConnId, Effect, Pool, PoolConfig};
+use crate::core::request::{Priority, Request};
+use crate::sim::{RunOptions, RunOutcome};
+use crate::time::{SimDuration, SimTime};
+use crate::trace::RequestSource;
+
+/// Knobs only a live run has.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// Issue each request at `arrival / speed` (1 = real time; 2 = twice as
+    /// fast, i.e. twice the offered load: service times are not scaled).
+    pub speed: f64,
+    /// How long shutdown waits for running queries (after cancelling them)
+    /// and for connections to close before aborting them.
+    pub shutdown_grace: Duration,
+    /// The seed that generated the trace (recorded in the summary).
+    pub seed: u64,
+    /// Prepare the statement once per connection (true), or send it unnamed
+    /// with each request in one round trip (false: for poolers in
+    /// transaction mode, such as PgBouncer before 1.21, where a connection's
+    /// prepared statements do not follow it from one transaction to the next).
+    pub prepared: bool,
+    /// While the pool is below its target (connects failed, connections
+    /// broke), ask it to reconcile this often, so that it recovers from a
+    /// server restart even under a policy that never ticks (fixed). Never
+    /// fires while the pool is at its target, so a run without faults does
+    /// exactly what the simulator does.
+    pub reconnect_interval: Duration,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            speed: 1.0,
+            shutdown_grace: Duration::from_secs(5),
+            seed: 0,
+            prepared: true,
+            reconnect_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A finished live run: the pool with its metrics (exactly what the
+/// simulator hands to the summary) and the live-only measurements.
+pub struct LiveOutcome {
+    pub outcome: RunOutcome,
+    pub report: LiveReport,
+}
+
+/// Completions reported by IO tasks.
+enum IoEvent {
+    Connected {
+        conn: ConnId,
+        client: Client,
+        stmt: Option<Statement>,
+        task: JoinHandle<()>,
+        took: SimDuration,
+    },
+    ConnectFailed {
+        conn: ConnId,
+        message: String,
+        refused: bool,
+    },
+    QueryDone {
+        conn: ConnId,
+        client: Client,
+        stmt: Option<Statement>,
+        result: Result<(), String>,
+        rtt: SimDuration,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    /// A connection's task ended (the server closed it, or we did). Not an
+    /// answer to an effect: it is not counted in `pending_io`.
+    Lost {
+        conn: ConnId,
+        generation: u64,
+    },
+}
+
+/// The driver's side of a pool connection slot.
+#[derive(Default)]
+struct Slot {
+    client: Option<Client>,
+    stmt: Option<Statement>,
+    /// The tokio-postgres connection future's task.
+    task: Option<JoinHandle<()>>,
+    cancel: Option<CancelToken>,
+    /// A query task holds the client.
+    busy: bool,
+    started: SimTime,
+    service: SimDuration,
+    /// Which connection the slot holds (a `Lost` for an older one is stale).
+    generation: u64,
+}
+
+const MAX_ERRORS_KEPT: usize = 8;
+
+struct Driver<'a> {
+    target: &'a Target,
+    pool: Pool<SimDuration>,
+    slots: Vec<Slot>,
+    fx: Vec<Effect<SimDuration>>,
+    tx: mpsc::UnboundedSender<IoEvent>,
+    clock: LiveClock,
+    prepared: bool,
+    timers: [Option<SimTime>; 3],
+    /// IO tasks whose completion event has not been handled yet.
+    pending_io: u64,
+    next_generation: u64,
+    connections_lost: u64,
+    backends: u32,
+    backends_max: u32,
+    arrival_lag: Latency,
+    hold_overhead: Latency,
+    rtt_overhead: Latency,
+    connect: Latency,
+    connect_errors: u64,
+    refused: u64,
+    query_errors: u64,
+    errors: Vec<String>,
+}
+
+/// Runs `source` against the database with `policy`, in real time.
+///
+/// `stop` ends the run early when it completes (the CLI passes Ctrl-C):
+/// arrivals stop, the summary is taken at that instant (requests waiting or
+/// running count as in flight), running queries are cancelled and every
+/// connection is closed before this returns.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<S: RequestSource>(
+    target: &Target,
+    pool_config: &PoolConfig,
+    policy: &mut dyn Policy,
+    mut source: S,
+    opts: &RunOptions,
+    live: &LiveOptions,
+    sink: &mut dyn SampleSink,
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Result<LiveOutcome, LiveError> {
+    assert!(live.speed > 0.0 && live.speed.is_finite(), "speed > 0");
+    let (server_version, server_max_connections) = preflight(target).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let clock = LiveClock::start();
+    let mut d = Driver {
+        target,
+        pool: Pool::new(pool_config.clone()),
+        slots: Vec::new(),
+        fx: Vec::with_capacity(64),
+        tx,
+        clock,
+        prepared: live.prepared,
+        timers: [None; 3],
+        pending_io: 0,
+        next_generation: 1,
+        connections_lost: 0,
+        backends: 0,
+        backends_max: 0,
+        arrival_lag: Latency::default(),
+        hold_overhead: Latency::default(),
+        rtt_overhead: Latency::default(),
+        connect: Latency::default(),
+        connect_errors: 0,
+        refused: 0,
+        query_errors: 0,
+        errors: Vec::new(),
+    };
+    let scale = |t: SimTime| SimTime((t.0 as f64 / live.speed).round() as u64);
+    d.pool.start(SimTime::ZERO, &mut d.fx);
+    d.apply_effects(SimTime::ZERO);
+    let interval = policy.interval().filter(|iv| iv.0 > 0);
+    let mut next_tick = interval.map(|iv| SimTime::ZERO + iv);
+    let sample_interval = opts.sample_interval.filter(|si| si.0 > 0);
+    let mut next_sample = sample_interval.map(|si| SimTime::ZERO + si);
+    let reconnect = SimDuration::from_nanos(live.reconnect_interval.as_nanos().max(1) as u64);
+    let mut next_reconnect = SimTime::ZERO + reconnect;
+    let mut last_sample = SimTime::ZERO;
+    let mut next: Option<Request> = source.next_request();
+    let mut last_arrival = SimTime::ZERO;
+    let horizon = opts.horizon.map(|h| scale(SimTime(h.0)));
+    let max_time = SimTime(opts.max_sim_time.0);
+    let mut events: u64 = 0;
+    let mut stop = stop;
+    let mut interrupted = false;
+
+    let end = loop {
+        let now = d.clock.now();
+        let end_at = horizon.unwrap_or(last_arrival).max(last_arrival);
+        if next.is_none() && now >= end_at && (!opts.drain || d.pool.in_flight() == 0) {
+            break if opts.drain { now } else { end_at.min(now) };
+        }
+        if now > max_time {
+            return Err(LiveError::Limit(format!(
+                "run.max_sim_time = {} passed after {events} events",
+                opts.max_sim_time
+            )));
+        }
+        if events > opts.max_events {
+            return Err(LiveError::Limit(format!(
+                "run.max_events = {} processed",
+                opts.max_events
+            )));
+        }
+        let mut wake = [
+            next.as_ref().map(|r| scale(r.arrival)),
+            next_tick,
+            next_sample,
+            next.is_none().then_some(end_at),
+            (d.pool.size() < d.pool.target()).then_some(next_reconnect),
+        ]
+        .into_iter()
+        .chain(d.timers)
+        .flatten()
+        .min();
+        // With nothing scheduled, wake now and then to re-check the end.
+        if wake.is_none() {
+            wake = Some(now + SimDuration::from_millis(100));
+        }
+        let wake = wake.expect("set above");
+        tokio::select! {
+            biased;
+            _ = &mut stop => {
+                interrupted = true;
+                break d.clock.now();
+            }
+            ev = rx.recv() => {
+                let ev = ev.expect("the driver holds a sender");
+                events += 1;
+                let now = d.clock.now();
+                d.on_io(now, ev);
+            }
+            _ = tokio::time::sleep_until(d.clock.deadline(wake)) => {
+                let now = d.clock.now();
+                for p in Priority::ALL {
+                    if d.timers[p.index()].is_some_and(|at| at <= now) {
+                        d.timers[p.index()] = None;
+                        events += 1;
+                        d.pool.expire(now, p, &mut d.fx);
+                        d.apply_effects(now);
+                    }
+                }
+                while let Some(r) = next.filter(|r| scale(r.arrival) <= now) {
+                    events += 1;
+                    d.arrival_lag.record(now - scale(r.arrival));
+                    last_arrival = scale(r.arrival);
+                    d.pool.acquire(now, r.priority, r.service, &mut d.fx);
+                    d.apply_effects(now);
+                    next = source.next_request();
+                }
+                if let (Some(t), Some(iv)) = (next_tick, interval) {
+                    if t <= now {
+                        events += 1;
+                        let view = d.pool.policy_view(now);
+                        let decision = policy.decide(now, &view, Signal::Tick);
+                        d.pool.apply(now, decision, &mut d.fx);
+                        d.apply_effects(now);
+                        next_tick = Some(catch_up(t, iv, now));
+                    }
+                }
+                if next_reconnect <= now {
+                    if d.pool.size() < d.pool.target() {
+                        events += 1;
+                        d.pool.apply(now, Decision::Hold, &mut d.fx);
+                        d.apply_effects(now);
+                    }
+                    next_reconnect = catch_up(next_reconnect, reconnect, now);
+                }
+                if let (Some(t), Some(si)) = (next_sample, sample_interval) {
+                    if t <= now {
+                        events += 1;
+                        sink.record(&d.pool.sample(now));
+                        sink.progress(now, events);
+                        last_sample = now;
+                        next_sample = Some(catch_up(t, si, now));
+                    }
+                }
+            }
+        }
+        if opts.check_invariants {
+            d.pool
+                .check_invariants()
+                .map_err(|what| LiveError::Invariant { what, at: now })?;
+        }
+    };
+
+    // The summary is taken at `end`; then everything is shut down.
+    if sample_interval.is_some() && end > last_sample {
+        sink.record(&d.pool.sample(end));
+    }
+    d.pool.finish(end, &mut d.fx);
+    d.apply_effects(end);
+    d.pool
+        .check_invariants()
+        .map_err(|what| LiveError::Invariant { what, at: end })?;
+    let wall = d.clock.now();
+    let counters = d.pool.counters().clone();
+    let Driver {
+        pool,
+        slots,
+        pending_io,
+        tx,
+        arrival_lag,
+        hold_overhead,
+        rtt_overhead,
+        connect,
+        connect_errors,
+        refused,
+        query_errors,
+        errors,
+        backends_max,
+        connections_lost,
+        ..
+    } = d;
+    drop(tx);
+    let (cancelled, aborted) = shutdown(
+        slots,
+        pending_io,
+        &mut rx,
+        live.shutdown_grace,
+        target.tls(),
+    )
+    .await;
+    let report = LiveReport {
+        schema: LIVE_SCHEMA.to_string(),
+        pooltune_version: env!("CARGO_PKG_VERSION").to_string(),
+        database: target.describe().to_string(),
+        server_version,
+        server_max_connections,
+        application_name: target.application_name().to_string(),
+        statement: STATEMENT.to_string(),
+        speed: live.speed,
+        interrupted,
+        wall_duration_s: wall.as_secs_f64(),
+        arrival_lag_ms: arrival_lag.summary_ms(),
+        hold_overhead_ms: hold_overhead.summary_ms(),
+        round_trip_overhead_ms: rtt_overhead.summary_ms(),
+        connect_ms: connect.summary_ms(),
+        connect_errors,
+        connects_refused: refused,
+        query_errors,
+        connections_closed_broken: counters.closed_broken,
+        connections_lost,
+        errors,
+        queries_cancelled: cancelled,
+        connections_aborted: aborted,
+    };
+    Ok(LiveOutcome {
+        outcome: RunOutcome {
+            pool,
+            end,
+            events,
+            db_refused: refused,
+            db_backends_max: backends_max,
+            seed: live.seed,
+        },
+        report,
+    })
+}
+
+/// The first tick after `now` on the grid `t + k * iv` (a late timer does
+/// not cause a burst of catch-up ticks).
+fn catch_up(mut t: SimTime, iv: SimDuration, now: SimTime) -> SimTime {
+    while t <= now {
+        t += iv;
+    }
+    t
+}
+
+/// Connects once before the run: a clear error if the database cannot be
+/// reached, and the server's version and max_connections for the report.
+async fn preflight(target: &Target) -> Result<(String, u32), LiveError> {
+    let fail = |e: tokio_postgres::Error| LiveError::Connect {
+        target: target.describe().to_string(),
+        message: target.redact(&error_text(&e)),
+    };
+    let (client, connection) = target.config().connect(target.tls()).await.map_err(fail)?;
+    let task = tokio::spawn(connection);
+    let result = async {
+        let version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
+        let max: String = client.query_one("SHOW max_connections", &[]).await?.get(0);
+        Ok::<_, tokio_postgres::Error>((version, max.parse().unwrap_or(0)))
+    }
+    .await;
+    drop(client);
+    let _ = task.await;
+    result.map_err(fail)
+}
+
+/// The error with its cause (tokio-postgres puts the server's message in
+/// the source).
+fn error_text(e: &tokio_postgres::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cause = c.source();
+    }
+    s
+}
+
+async fn connect_and_prepare(
+    target: &Target,
+    prepare: bool,
+    on_end: impl FnOnce() + Send + 'static,
+) -> Result<(Client, Option<Statement>, JoinHandle<()>), tokio_postgres::Error> {
+    let (client, connection) = target.config().connect(target.tls()).await?;
+    let task = tokio::spawn(async move {
+        // Ends when we close the client, or when the server closes the
+        // connection (terminated backend, restart): then the driver is told.
+        let _ = connection.await;
+        on_end();
+    });
+    if !prepare {
+        return Ok((client, None, task));
+    }
+    match client.prepare_typed(STATEMENT, &[Type::FLOAT8]).await {
+        Ok(stmt) => Ok((client, Some(stmt), task)),
+        Err(e) => {
+            drop(client);
+            let _ = task.await;
+            Err(e)
+        }
+    }
+}
+
+impl Driver<'_> {
+    fn slot(&mut self, conn: ConnId) -> &mut Slot {
+        let i = conn as usize;
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, Slot::default);
+        }
+        &mut self.slots[i]
+    }
+
+    fn note_error(&mut self, message: String) {
+        if self.errors.len() < MAX_ERRORS_KEPT && !self.errors.contains(&message) {
+            self.errors.push(message);
+        }
+    }
+
+    fn on_io(&mut self, now: SimTime, ev: IoEvent) {
+        if !matches!(ev, IoEvent::Lost { .. }) {
+            self.pending_io -= 1;
+        }
+        match ev {
+            IoEvent::Connected {
+                conn,
+                client,
+                stmt,
+                task,
+                took,
+            } => {
+                self.connect.record(took);
+                self.backends += 1;
+                self.backends_max = self.backends_max.max(self.backends);
+                let slot = self.slot(conn);
+                slot.cancel = Some(client.cancel_token());
+                slot.client = Some(client);
+                slot.stmt = stmt;
+                slot.task = Some(task);
+                self.pool.connected(now, conn, &mut self.fx);
+            }
+            IoEvent::ConnectFailed {
+                conn,
+                message,
+                refused,
+            } => {
+                self.connect_errors += 1;
+                if refused {
+                    self.refused += 1;
+                }
+                self.note_error(message);
+                self.pool.connect_failed(now, conn);
+            }
+            IoEvent::QueryDone {
+                conn,
+                client,
+                stmt,
+                result,
+                rtt,
+            } => {
+                let slot = self.slot(conn);
+                slot.busy = false;
+                let usable = !client.is_closed();
+                slot.client = Some(client);
+                slot.stmt = stmt;
+                let (started, service) = (slot.started, slot.service);
+                match result {
+                    Ok(()) => {
+                        self.hold_overhead
+                            .record(SimDuration((now - started).0.saturating_sub(service.0)));
+                        self.rtt_overhead
+                            .record(SimDuration(rtt.0.saturating_sub(service.0)));
+                        self.pool.release(now, conn, &mut self.fx);
+                    }
+                    Err(message) => {
+                        self.query_errors += 1;
+                        self.note_error(message);
+                        self.pool.fail(now, conn, usable, &mut self.fx);
+                    }
+                }
+            }
+            IoEvent::Closed { conn } => self.pool.closed(now, conn),
+            IoEvent::Lost { conn, generation } => {
+                let slot = self.slot(conn);
+                // Busy: its query fails and reports; closed by us: stale.
+                if slot.generation == generation && slot.client.is_some() && !slot.busy {
+                    self.connections_lost += 1;
+                    self.pool.lost(now, conn, &mut self.fx);
+                }
+            }
+        }
+        self.apply_effects(now);
+    }
+
+    /// Carries out what the pool asked for.
+    fn apply_effects(&mut self, now: SimTime) {
+        let mut fx = std::mem::take(&mut self.fx);
+        for e in fx.drain(..) {
+            match e {
+                Effect::Open(conn) => {
+                    let generation = self.next_generation;
+                    self.next_generation += 1;
+                    self.slot(conn).generation = generation;
+                    self.pending_io += 1;
+                    let tx = self.tx.clone();
+                    let target = self.target.clone();
+                    let prepare = self.prepared;
+                    tokio::spawn(async move {
+                        let sw = Stopwatch::start();
+                        let watch = tx.clone();
+                        let on_end = move || {
+                            let _ = watch.send(IoEvent::Lost { conn, generation });
+                        };
+                        let ev = match connect_and_prepare(&target, prepare, on_end).await {
+                            Ok((client, stmt, task)) => IoEvent::Connected {
+                                conn,
+                                client,
+                                stmt,
+                                task,
+                                took: sw.elapsed(),
+                            },
+                            Err(e) => IoEvent::ConnectFailed {
+                                conn,
+                                refused: e.code() == Some(&SqlState::TOO_MANY_CONNECTIONS),
+                                message: target.redact(&error_text(&e)),
+                            },
+                        };
+                        let _ = tx.send(ev);
+                    });
+                }
+                Effect::Start { conn, payload, .. } => {
+                    let slot = self.slot(conn);
+                    let client = slot.client.take().expect("a started connection is open");
+                    let stmt = slot.stmt.clone();
+                    slot.busy = true;
+                    slot.started = now;
+                    slot.service = payload;
+                    self.pending_io += 1;
+                    let tx = self.tx.clone();
+                    let target = self.target.clone();
+                    let secs = payload.as_secs_f64();
+                    tokio::spawn(async move {
+                        let sw = Stopwatch::start();
+                        let result = match &stmt {
+                            Some(stmt) => client.execute(stmt, &[&secs]).await.map(|_| ()),
+                            // Unnamed, in one round trip (Parse, Bind,
+                            // Execute, Sync): fine behind transaction poolers.
+                            None => client
+                                .query_typed(STATEMENT, &[(&secs, Type::FLOAT8)])
+                                .await
+                                .map(|_| ()),
+                        }
+                        .map_err(|e| target.redact(&error_text(&e)));
+                        let rtt = sw.elapsed();
+                        let _ = tx.send(IoEvent::QueryDone {
+                            conn,
+                            client,
+                            stmt,
+                            result,
+                            rtt,
+                        });
+                    });
+                }
+                Effect::Close { conn, reason } => {
+                    let slot = self.slot(conn);
+                    let client = slot.client.take();
+                    // A `Lost` from this connection's end is ours: stale.
+                    slot.generation = 0;
+                    slot.stmt = None;
+                    slot.cancel = None;
+                    let task = slot.task.take();
+                    if client.is_some() {
+                        self.backends -= 1;
+                    }
+                    debug_assert!(
+                        client.is_some() || reason == CloseReason::Broken,
+                        "closing a connection that is not open"
+                    );
+                    self.pending_io += 1;
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        // Dropping the client sends Terminate; the
+                        // connection task then ends.
+                        drop(client);
+                        if let Some(task) = task {
+                            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+                        }
+                        let _ = tx.send(IoEvent::Closed { conn });
+                    });
+                }
+                Effect::ArmTimer { priority, at } => self.timers[priority.index()] = Some(at),
+                // Open loop: nobody waits on the request; the pool counted it.
+                Effect::TimedOut { .. } | Effect::Rejected { .. } => {}
+            }
+        }
+        // Nothing above calls the pool: hand the (empty) buffer back.
+        self.fx = fx;
+    }
+}
+
+/// After the summary: cancel running queries, wait (bounded) for every IO
+/// task, close every connection. Returns (queries cancelled, connections
+/// aborted).
+async fn shutdown(
+    mut slots: Vec<Slot>,
+    mut pending_io: u64,
+    rx: &mut mpsc::UnboundedReceiver<IoEvent>,
+    grace: Duration,
+    tls: MakeRustlsConnect,
+) -> (u64, u64) {
+    // One deadline for the whole shutdown: never more than `grace` in all
+    // for cancelling and draining, and `grace` again for closing.
+    let deadline = tokio::time::Instant::now() + grace;
+    let cancels: Vec<JoinHandle<()>> = slots
+        .iter()
+        .filter(|s| s.busy)
+        .filter_map(|s| s.cancel.clone())
+        .map(|token| {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let _ = token.cancel_query(tls).await;
+            })
+        })
+        .collect();
+    let cancelled = cancels.len() as u64;
+    for c in cancels {
+        let abort = c.abort_handle();
+        if tokio::time::timeout_at(deadline, c).await.is_err() {
+            abort.abort();
+        }
+    }
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    while pending_io > 0 {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(ev)) => {
+                pending_io -= 1;
+                match ev {
+                    IoEvent::Connected { client, task, .. } => {
+                        drop(client);
+                        tasks.push(task);
+                    }
+                    IoEvent::QueryDone { conn, client, .. } => {
+                        drop(client);
+                        if let Some(t) = slots.get_mut(conn as usize).and_then(|s| s.task.take()) {
+                            tasks.push(t);
+                        }
+                    }
+                    IoEvent::ConnectFailed { .. } | IoEvent::Closed { .. } => {}
+                    // Not an answer to an effect (uncounted).
+                    IoEvent::Lost { .. } => pending_io += 1,
+                }
+            }
+            // Every sender is gone (cannot happen while tasks run) or the grace passed.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    for slot in &mut slots {
+        slot.client = None;
+        if let Some(t) = slot.task.take() {
+            tasks.push(t);
+        }
+    }
+    let mut aborted = 0;
+    let deadline = tokio::time::Instant::now() + grace;
+    for t in tasks {
+        let abort = t.abort_handle();
+        if tokio::time::timeout_at(deadline, t).await.is_err() {
+            abort.abort();
+            aborted += 1;
+        }
+    }
+    (cancelled, aborted)
+}
