@@ -5,11 +5,15 @@
 //!    does it (connect, authenticate, prepare the statement), then closed.
 //!    Fitted as a lognormal (median and sigma of ln x).
 //! 2. **Per-query overhead**: `queries` sequential round trips of the live
-//!    statement with a zero service time (`pg_sleep(0)`), and with 10 ms
-//!    (`pg_sleep(0.01)` minus 10 ms): what a live query holds its connection
-//!    beyond its service time. The simulator has no such term; it is reported
-//!    so the user can judge it against the service times (about 1 ms on the
-//!    project's machine, i.e. 1-2 % of a 60 ms query).
+//!    statement, half with a zero service time (`pg_sleep(0)`: the round
+//!    trip), half with service times spread over 5-15 ms (measured minus
+//!    requested): what a live query holds its connection beyond its service
+//!    time. The spread matters: `pg_sleep` waits in whole milliseconds
+//!    (rounded up), so a whole-millisecond probe would hide about 0.5 ms of
+//!    overshoot that a trace's fractional service times pay. The simulator
+//!    has no such term; it is reported so the user can judge it against the
+//!    service times (about 1 ms on the project's machine, 1-2 % of a 60 ms
+//!    query).
 //! 3. **Throughput vs concurrency** for a CPU-bound statement
 //!    (`SELECT count(*) FROM generate_series(1, $1)`, sized to take about
 //!    `cpu_query` alone), closed loop at each concurrency level, and the
@@ -107,7 +111,7 @@ pub struct Calibration {
     pub connect_fit: LognormalFit,
     /// `pg_sleep(0)` round trip on an open connection.
     pub round_trip_ms: DistributionMs,
-    /// `pg_sleep(0.01)` round trip minus 10 ms.
+    /// `pg_sleep(s)` round trip minus s, for s spread over 5-15 ms.
     pub sleep_overhead_ms: DistributionMs,
     pub cpu_statement: String,
     pub cpu_rows: i64,
@@ -271,7 +275,7 @@ pub async fn calibrate(
 
     // 2. Per-query overhead on an open connection.
     progress(&format!(
-        "round trips: {} x pg_sleep(0), pg_sleep(0.01)",
+        "round trips: {} x pg_sleep(0), pg_sleep(5..15 ms)",
         opts.queries
     ));
     let sleep = client
@@ -281,7 +285,10 @@ pub async fn calibrate(
     let mut rtt = Latency::default();
     let mut sleep_over = Latency::default();
     for i in 0..opts.queries {
-        let secs = if i % 2 == 0 { 0.0 } else { 0.01 };
+        // Odd probes: 5 ms plus a fraction of 10 ms that is not a whole
+        // number of milliseconds (golden-ratio steps cover [0, 1) evenly).
+        let frac = (f64::from(i) * 0.618_033_988_749_895).fract();
+        let secs = if i % 2 == 0 { 0.0 } else { 0.005 + 0.01 * frac };
         let sw = Stopwatch::start();
         client
             .execute(&sleep, &[&secs])
@@ -291,7 +298,8 @@ pub async fn calibrate(
         if i % 2 == 0 {
             rtt.record(took);
         } else {
-            sleep_over.record(SimDuration(took.0.saturating_sub(10_000_000)));
+            let asked = SimDuration::from_secs_f64(secs);
+            sleep_over.record(SimDuration(took.0.saturating_sub(asked.0)));
         }
     }
 
@@ -411,11 +419,8 @@ async fn run_level(
                 let began = tokio::time::Instant::now();
                 let r = client.query_one(&stmt, &[&rows]).await;
                 let ended = tokio::time::Instant::now();
+                // Counted: queries wholly inside the window [from, until).
                 if r.is_err() || ended >= until {
-                    // Count a query that ends in the window.
-                    if r.is_ok() && ended < until && began >= from {
-                        n += 1;
-                    }
                     close(client, task).await;
                     return r.map(|_| (n, busy));
                 }
@@ -479,7 +484,7 @@ pub fn comment(c: &Calibration, contention: bool) -> String {
         "# Calibrated by `pooltune live calibrate` against {} (PostgreSQL {}).\n\
          # connect (+ auth + prepare): p50 {:.3} ms, p99 {:.3} ms over {} connects;\n\
          #   lognormal fit median {:.3} ms, sigma {:.3}.\n\
-         # query round trip (pg_sleep(0)): p50 {:.3} ms; pg_sleep(0.01) overhead p50 {:.3} ms\n\
+         # query round trip (pg_sleep(0)): p50 {:.3} ms; pg_sleep(5..15 ms) overhead mean {:.3} ms\n\
          #   (the simulator has no per-query overhead term: compare with the service times).\n\
          # max_connections {} - {} reserved for superusers.\n",
         c.database,
@@ -490,7 +495,7 @@ pub fn comment(c: &Calibration, contention: bool) -> String {
         c.connect_fit.median_ms,
         c.connect_fit.sigma,
         c.round_trip_ms.p50,
-        c.sleep_overhead_ms.p50,
+        c.sleep_overhead_ms.mean,
         c.max_connections,
         c.superuser_reserved_connections,
     );

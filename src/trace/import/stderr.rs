@@ -415,6 +415,12 @@ pub fn import(path: &Path, format: Format, ctx: &mut Ctx) -> Result<(), TraceErr
     let syslog = format == Format::Syslog;
     let prefix = resolve_prefix(path, format, ctx.opts.prefix.as_deref())?;
     ctx.report.prefix = Some(prefix.text.clone());
+    if ctx.opts.prefix.is_none() && !ctx.report.warnings.iter().any(|w| w.contains("inferred")) {
+        ctx.report.warnings.push(format!(
+            "log_line_prefix inferred as '{}': give the server's own with --prefix so that every field it logs (application, user, ...) is read",
+            prefix.text
+        ));
+    }
     if !prefix.has_session && !syslog {
         ctx.report.warnings.push(format!(
             "log_line_prefix `{}` has no %p or %c: statements cannot be paired per session (extended protocol, log_statement)",
