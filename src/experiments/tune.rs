@@ -415,10 +415,19 @@ pub fn check_consistent(cs: &[Constraint]) -> Result<(), ExperimentError> {
                 }
             };
             let message = match (lo.2, hi.2) {
-                (Some(a), Some(b)) => format!(
-                    "contradictory constraints: `{}` and `{}` leave no possible value of {m}",
-                    a.expression, b.expression
-                ),
+                (Some(a), Some(b)) => {
+                    let (a, b) = if cs.iter().position(|c| std::ptr::eq(c, a))
+                        < cs.iter().position(|c| std::ptr::eq(c, b))
+                    {
+                        (a, b)
+                    } else {
+                        (b, a)
+                    };
+                    format!(
+                        "contradictory constraints: `{}` and `{}` leave no possible value of {m}",
+                        a.expression, b.expression
+                    )
+                }
                 (Some(c), None) | (None, Some(c)) => format!(
                     "`{}` can never be met: {m} is {}",
                     c.expression,
@@ -426,9 +435,10 @@ pub fn check_consistent(cs: &[Constraint]) -> Result<(), ExperimentError> {
                 ),
                 (None, None) => unreachable!("a metric's own range is not empty"),
             };
-            let flags: Vec<String> = [lo.2, hi.2]
+            // Name the flags in the order they were given.
+            let flags: Vec<String> = cs
                 .iter()
-                .flatten()
+                .filter(|c| [lo.2, hi.2].iter().flatten().any(|x| std::ptr::eq(*x, *c)))
                 .map(|c| format!("--constraint '{}'", c.expression))
                 .collect();
             return Err(ExperimentError::spec(flags.join(" "), message));
