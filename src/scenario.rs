@@ -84,7 +84,10 @@ pub fn split_overrides(all: &[Override]) -> Result<SplitOverrides, ConfigError> 
     Ok(out)
 }
 
-fn resolve(
+/// Resolves `--policy`/`--trace` arguments: a bare word is a shipped name
+/// first, anything that looks like a path is a file. Returns the document
+/// and its default name (the file stem).
+pub fn resolve(
     what: &'static str,
     arg: &str,
     dir: &str,

@@ -139,31 +139,7 @@ pub fn resolve_document(
         "policy" => ("policies", policy::SHIPPED),
         _ => ("traces", workload::SHIPPED),
     };
-    let path = Path::new(arg);
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| arg.to_string());
-    let looks_like_path = arg.ends_with(".toml") || arg.contains('/') || arg.contains('\\');
-    if !looks_like_path {
-        if let Some((name, text)) = shipped.iter().find(|(n, _)| *n == arg) {
-            let doc = Document::new(format!("{dir}/{name}.toml (built-in)"), *text);
-            return Ok((doc, name.to_string()));
-        }
-    }
-    if looks_like_path || path.is_file() {
-        return Ok((Document::read(path)?, stem));
-    }
-    Err(ConfigError::UnknownName {
-        what,
-        name: arg.to_string(),
-        shipped: shipped
-            .iter()
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", "),
-    }
-    .into())
+    Ok(crate::scenario::resolve(what, arg, dir, shipped)?)
 }
 
 /// Pretty JSON with a trailing newline, as every pooltune output file.

@@ -24,7 +24,7 @@ use rand_distr::{Distribution, Exp1};
 
 use super::service::{ServiceDist, ServiceSampler};
 use super::RequestSource;
-use crate::core::request::{Kind, Priority, Request};
+use crate::core::request::Request;
 use crate::rng::{SeedTree, Stream};
 use crate::time::{SimDuration, SimTime, NANOS_PER_S};
 
@@ -413,20 +413,12 @@ impl RequestSource for Generator {
             ArrivalProcess::ClosedLoop { .. } => SimDuration(self.last_service),
             _ => self.service.sample(&mut self.service_rng),
         };
-        let u: f64 = self.priority_rng.random();
-        let priority = if u < self.cum_mix[0] {
-            Priority::High
-        } else if u < self.cum_mix[1] {
-            Priority::Normal
-        } else {
-            Priority::Low
-        };
-        let kind =
-            if self.write_fraction > 0.0 && self.kind_rng.random::<f64>() < self.write_fraction {
-                Kind::Write
-            } else {
-                Kind::Read
-            };
+        let (priority, kind) = crate::trace::synthetic::draw_class(
+            self.cum_mix,
+            self.write_fraction,
+            &mut self.priority_rng,
+            &mut self.kind_rng,
+        );
         Some(Request {
             arrival,
             service,

@@ -88,20 +88,12 @@ impl RequestSource for Synthetic {
         }
         self.remaining -= 1;
         let service = self.service.sample(&mut self.service_rng);
-        let u: f64 = self.priority_rng.random();
-        let priority = if u < self.cum_mix[0] {
-            Priority::High
-        } else if u < self.cum_mix[1] {
-            Priority::Normal
-        } else {
-            Priority::Low
-        };
-        let kind =
-            if self.write_fraction > 0.0 && self.kind_rng.random::<f64>() < self.write_fraction {
-                Kind::Write
-            } else {
-                Kind::Read
-            };
+        let (priority, kind) = draw_class(
+            self.cum_mix,
+            self.write_fraction,
+            &mut self.priority_rng,
+            &mut self.kind_rng,
+        );
         Some(Request {
             arrival,
             service,
@@ -109,6 +101,32 @@ impl RequestSource for Synthetic {
             kind,
         })
     }
+}
+
+/// Draws a request's priority (from the cumulative mix high, high+normal)
+/// and kind, each from its own stream, in that order. Shared by every
+/// generator so their mixes draw identically.
+#[inline]
+pub(crate) fn draw_class(
+    cum_mix: [f64; 2],
+    write_fraction: f64,
+    priority_rng: &mut Stream,
+    kind_rng: &mut Stream,
+) -> (Priority, Kind) {
+    let u: f64 = priority_rng.random();
+    let priority = if u < cum_mix[0] {
+        Priority::High
+    } else if u < cum_mix[1] {
+        Priority::Normal
+    } else {
+        Priority::Low
+    };
+    let kind = if write_fraction > 0.0 && kind_rng.random::<f64>() < write_fraction {
+        Kind::Write
+    } else {
+        Kind::Read
+    };
+    (priority, kind)
 }
 
 #[cfg(test)]
