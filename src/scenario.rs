@@ -250,10 +250,9 @@ pub fn run_one(
     }
     };
     let mut source = open_source(w, &seeds).map_err(trace_failed)?;
-    let mut rule = policy.spec.build();
     let outcome = simulate(
         &policy.spec.pool,
-        rule.as_mut(),
+        policy.spec.build(),
         &w.database,
         &mut source,
         &seeds,

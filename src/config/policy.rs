@@ -358,6 +358,7 @@ fn validate(
             initial,
             acquire_timeout,
             max_waiters: raw.queue.max_waiters,
+            lifecycle: Default::default(),
         },
         rule,
         effective,

@@ -18,13 +18,18 @@
 //! The pool's *size* counts opening + idle + active connections and never
 //! exceeds `max`; the policy sets a *target* in [min, max].
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
+use crate::core::lifecycle::Lifecycle;
 use crate::core::metrics::{
     ClassMetrics, CloseReason, Integrals, Mark, PoolCounters, Sample, WindowCounts,
 };
-use crate::core::policy::{Decision, PolicyWindow, PoolView};
+use crate::core::policy::{Decision, Policy, PolicyWindow, PoolView, Signal, Wants};
+pub use crate::core::queue::Waiter;
+use crate::core::queue::WaitQueue;
 use crate::core::request::Priority;
+use crate::rng::Stream;
 use crate::time::{SimDuration, SimTime};
 
 /// Index of a connection slot; stable while the connection lives.
@@ -41,6 +46,8 @@ pub struct PoolConfig {
     pub acquire_timeout: [SimDuration; 3],
     /// Waiters beyond this are rejected at once.
     pub max_waiters: u32,
+    /// Warm-up, reaping, lifetime, checks, creation, idle order, discipline.
+    pub lifecycle: Lifecycle,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,14 +69,8 @@ struct Conn {
     acquired_at: SimTime,
     req_arrival: SimTime,
     req_priority: Priority,
-}
-
-/// A request waiting for a connection.
-#[derive(Clone, Debug)]
-pub struct Waiter<T> {
-    pub arrival: SimTime,
-    pub deadline: SimTime,
-    pub payload: T,
+    /// Queries running when the current one started (itself included).
+    inflight: u32,
 }
 
 /// What the driver must do.
@@ -96,25 +97,55 @@ pub enum Effect<T> {
     Close { conn: ConnId, reason: CloseReason },
     /// Call `expire(priority)` at `at` (one timer per priority queue).
     ArmTimer { priority: Priority, at: SimTime },
+    /// Call `wake` at `at` (the pool's own timers: policy ticks,
+    /// housekeeping, health checks, retirements, connect retries). A wake
+    /// that finds nothing due is ignored, so stale ones are harmless.
+    Wake { at: SimTime },
+    /// Check that `conn` (idle, taken out of the idle list) still works:
+    /// run a trivial query with `timeout`; answer with `checked`.
+    Check { conn: ConnId, timeout: SimDuration },
+    /// The request failed without running its query (its connect failed,
+    /// or it was handed a broken connection and may not retry).
+    Failed {
+        priority: Priority,
+        waited: SimDuration,
+        payload: T,
+    },
+}
+
+/// The pool's own timers, ordered by (time, sequence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    PolicyTick,
 }
 
 /// The pool. `T` is the driver's payload carried by each request (the
 /// simulator's service work, the live driver's reply channel).
 pub struct Pool<T> {
     cfg: PoolConfig,
+    policy: Box<dyn Policy>,
+    wants: Wants,
+    policy_interval: Option<SimDuration>,
+    /// Jitter and other draws of the lifecycle (seeded by the driver).
+    #[allow(dead_code)]
+    rng: Stream,
+    timers: BinaryHeap<Reverse<(SimTime, u64, Timer)>>,
+    timer_seq: u64,
+    /// The wake-up last asked of the driver (None: none pending).
+    wake_armed: Option<SimTime>,
     conns: Vec<Conn>,
     free_slots: Vec<ConnId>,
     /// Idle connections, most recently used at the back (handed out LIFO,
     /// shrunk from the front: the longest idle goes first).
     idle: VecDeque<ConnId>,
-    waiters: [VecDeque<Waiter<T>>; 3],
-    timer_armed: [bool; 3],
+    waiters: WaitQueue<T>,
+    /// Running queries per priority.
+    active_by: [u32; 3],
     target: u32,
     size: u32,
     opening: u32,
     active: u32,
     closing: u32,
-    n_waiting: u32,
     size_min_seen: u32,
     size_max_seen: u32,
     started: bool,
@@ -127,21 +158,30 @@ pub struct Pool<T> {
 }
 
 impl<T> Pool<T> {
-    pub fn new(cfg: PoolConfig) -> Self {
+    /// A pool run by `policy`; `rng` feeds the lifecycle's random draws
+    /// (lifetime jitter), so a seeded driver gets a reproducible pool.
+    pub fn new(cfg: PoolConfig, policy: Box<dyn Policy>, rng: Stream) -> Self {
         assert!(cfg.min <= cfg.initial && cfg.initial <= cfg.max && cfg.max >= 1);
+        let lc = cfg.lifecycle;
         Pool {
             target: cfg.initial,
+            wants: policy.wants(),
+            policy_interval: policy.interval().filter(|d| d.0 > 0),
+            policy,
+            rng,
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            wake_armed: None,
+            waiters: WaitQueue::new(lc.discipline, lc.queue_drop),
+            active_by: [0; 3],
             cfg,
             conns: Vec::new(),
             free_slots: Vec::new(),
             idle: VecDeque::new(),
-            waiters: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
-            timer_armed: [false; 3],
             size: 0,
             opening: 0,
             active: 0,
             closing: 0,
-            n_waiting: 0,
             size_min_seen: u32::MAX,
             size_max_seen: 0,
             started: false,
@@ -158,7 +198,7 @@ impl<T> Pool<T> {
         &self.cfg
     }
 
-    /// Opens the initial connections.
+    /// Opens the initial connections and starts the pool's timers.
     pub fn start(&mut self, now: SimTime, fx: &mut Vec<Effect<T>>) {
         self.advance(now);
         self.started = true;
@@ -166,6 +206,65 @@ impl<T> Pool<T> {
         self.sample_mark = self.policy_mark;
         self.reconcile(now, fx);
         self.note_size();
+        if let Some(iv) = self.policy_interval {
+            self.schedule(now + iv, Timer::PolicyTick, fx);
+        }
+    }
+
+    /// A wake-up asked with [`Effect::Wake`]: runs the pool's timers that
+    /// are due. A stale wake-up (before the one last asked) does nothing.
+    pub fn wake(&mut self, now: SimTime, fx: &mut Vec<Effect<T>>) {
+        if self.wake_armed.is_none_or(|w| w > now) {
+            return;
+        }
+        self.wake_armed = None;
+        self.advance(now);
+        while let Some(&Reverse((at, _, timer))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.on_timer(now, timer, fx);
+        }
+        if let Some(&Reverse((at, _, _))) = self.timers.peek() {
+            self.wake_armed = Some(at);
+            fx.push(Effect::Wake { at });
+        }
+    }
+
+    fn on_timer(&mut self, now: SimTime, timer: Timer, fx: &mut Vec<Effect<T>>) {
+        match timer {
+            Timer::PolicyTick => {
+                let view = self.policy_view(now);
+                let decision = self.policy.decide(now, &view, Signal::Tick);
+                self.apply(now, decision, fx);
+                if let Some(iv) = self.policy_interval {
+                    self.schedule(now + iv, Timer::PolicyTick, fx);
+                }
+            }
+        }
+    }
+
+    /// Sets a pool timer, asking the driver for an earlier wake-up if needed.
+    fn schedule(&mut self, at: SimTime, timer: Timer, fx: &mut Vec<Effect<T>>) {
+        self.timers.push(Reverse((at, self.timer_seq, timer)));
+        self.timer_seq += 1;
+        if self.wake_armed.is_none_or(|w| at < w) {
+            self.wake_armed = Some(at);
+            fx.push(Effect::Wake { at });
+        }
+    }
+
+    /// Asks the policy about an event signal and applies its decision.
+    fn consult(&mut self, now: SimTime, signal: Signal, fx: &mut Vec<Effect<T>>) {
+        let view = self.view(now, self.policy_window_stub());
+        let decision = self.policy.decide(now, &view, signal);
+        self.apply(now, decision, fx);
+    }
+
+    /// Event signals see no window (only ticks have one).
+    fn policy_window_stub(&self) -> PolicyWindow {
+        PolicyWindow::default()
     }
 
     /// A request arrives and asks for a connection.
@@ -185,30 +284,25 @@ impl<T> Pool<T> {
             return;
         }
         self.classes[p].found_busy += 1;
-        if self.n_waiting >= self.cfg.max_waiters {
+        if self.waiters.len() >= self.cfg.max_waiters {
             self.classes[p].rejected += 1;
             fx.push(Effect::Rejected { priority, payload });
             return;
         }
-        let deadline = now + self.cfg.acquire_timeout[p];
-        debug_assert!(
-            self.waiters[p]
-                .back()
-                .is_none_or(|w| w.deadline <= deadline),
-            "deadlines within a priority are FIFO-ordered"
+        let deadline = now.saturating_add(self.cfg.acquire_timeout[p]);
+        let arm = self.waiters.push(
+            priority,
+            Waiter {
+                arrival: now,
+                deadline,
+                payload,
+            },
         );
-        self.waiters[p].push_back(Waiter {
-            arrival: now,
-            deadline,
-            payload,
-        });
-        self.n_waiting += 1;
-        if !self.timer_armed[p] && deadline != SimTime::NEVER {
-            self.timer_armed[p] = true;
-            fx.push(Effect::ArmTimer {
-                priority,
-                at: deadline,
-            });
+        if let Some(at) = arm {
+            fx.push(Effect::ArmTimer { priority, at });
+        }
+        if self.wants.queued {
+            self.consult(now, Signal::Queued { priority }, fx);
         }
     }
 
@@ -222,12 +316,22 @@ impl<T> Pool<T> {
             ConnState::Active,
             "release of a connection not active"
         );
-        let m = &mut self.classes[c.req_priority.index()];
+        let p = c.req_priority.index();
+        let m = &mut self.classes[p];
         m.completed += 1;
         m.query.record(now - c.acquired_at);
         m.response.record(now - c.req_arrival);
         self.active -= 1;
+        self.active_by[p] -= 1;
         self.reuse(now, conn, fx);
+        if self.wants.completed {
+            let signal = Signal::Completed {
+                query: now - c.acquired_at,
+                waited: c.acquired_at - c.req_arrival,
+                inflight: c.inflight,
+            };
+            self.consult(now, signal, fx);
+        }
     }
 
     /// The query on `conn` failed (live driver): the request counts as
@@ -235,8 +339,18 @@ impl<T> Pool<T> {
     /// that still works (`usable`) returns to the pool like a release; a
     /// broken one is closed (reason `Broken`) and the pool opens a
     /// replacement at once to stay at its target.
-    pub fn fail(&mut self, now: SimTime, conn: ConnId, usable: bool, fx: &mut Vec<Effect<T>>) {
+    ///
+    /// `payload` is the request's, handed back by the driver.
+    pub fn fail(
+        &mut self,
+        now: SimTime,
+        conn: ConnId,
+        usable: bool,
+        payload: T,
+        fx: &mut Vec<Effect<T>>,
+    ) {
         self.advance(now);
+        let _ = payload;
         let c = self.conns[conn as usize];
         debug_assert_eq!(
             c.state,
@@ -245,6 +359,7 @@ impl<T> Pool<T> {
         );
         self.classes[c.req_priority.index()].failed += 1;
         self.active -= 1;
+        self.active_by[c.req_priority.index()] -= 1;
         if usable {
             self.reuse(now, conn, fx);
         } else {
@@ -314,26 +429,26 @@ impl<T> Pool<T> {
     pub fn expire(&mut self, now: SimTime, priority: Priority, fx: &mut Vec<Effect<T>>) {
         self.advance(now);
         let p = priority.index();
-        self.timer_armed[p] = false;
-        while self.waiters[p].front().is_some_and(|w| w.deadline <= now) {
-            let w = self.waiters[p].pop_front().expect("front exists");
-            self.n_waiting -= 1;
+        let m = &mut self.classes[p];
+        let mut dropped = 0;
+        let rearm = self.waiters.expire(now, priority, |w| {
             let waited = now - w.arrival;
-            let m = &mut self.classes[p];
             m.timed_out += 1;
             m.wait.record(waited);
+            dropped += 1;
             fx.push(Effect::TimedOut {
                 priority,
                 waited,
                 payload: w.payload,
             });
+        });
+        if let Some(at) = rearm {
+            fx.push(Effect::ArmTimer { priority, at });
         }
-        if let Some(w) = self.waiters[p].front() {
-            self.timer_armed[p] = true;
-            fx.push(Effect::ArmTimer {
-                priority,
-                at: w.deadline,
-            });
+        if self.wants.dropped {
+            for _ in 0..dropped {
+                self.consult(now, Signal::Dropped { priority }, fx);
+            }
         }
     }
 
@@ -366,6 +481,12 @@ impl<T> Pool<T> {
     /// The view a policy sees; starts a new policy window.
     pub fn policy_view(&mut self, now: SimTime) -> PoolView {
         self.advance(now);
+        let window = self.take_window(now);
+        self.view(now, window)
+    }
+
+    /// The activity since the last policy window; starts a new one.
+    fn take_window(&mut self, now: SimTime) -> PolicyWindow {
         let mark = self.mark(now);
         let d = mark.integrals.minus(&self.policy_mark.integrals);
         let c = mark.counts.minus(&self.policy_mark.counts);
@@ -379,13 +500,16 @@ impl<T> Pool<T> {
             rejected: c.rejected,
         };
         self.policy_mark = mark;
+        window
+    }
+
+    /// What the policy sees now, with `window`.
+    fn view(&self, now: SimTime, window: PolicyWindow) -> PoolView {
         let mut oldest_wait = [SimDuration::ZERO; 3];
         let mut waiting = [0; 3];
-        for p in 0..3 {
-            waiting[p] = self.waiters[p].len() as u32;
-            if let Some(w) = self.waiters[p].front() {
-                oldest_wait[p] = now - w.arrival;
-            }
+        for p in Priority::ALL {
+            waiting[p.index()] = self.waiters.len_of(p);
+            oldest_wait[p.index()] = self.waiters.oldest_wait(p, now);
         }
         PoolView {
             now,
@@ -418,9 +542,9 @@ impl<T> Pool<T> {
             opening: self.opening,
             idle: self.idle.len() as u32,
             active: self.active,
-            waiting_high: self.waiters[0].len() as u32,
-            waiting_normal: self.waiters[1].len() as u32,
-            waiting_low: self.waiters[2].len() as u32,
+            waiting_high: self.waiters.len_of(Priority::High),
+            waiting_normal: self.waiters.len_of(Priority::Normal),
+            waiting_low: self.waiters.len_of(Priority::Low),
             size_mean: Integrals::mean(d.size, d.span_ns),
             active_mean: Integrals::mean(d.active, d.span_ns),
             waiting_mean: Integrals::mean(d.waiting, d.span_ns),
@@ -466,7 +590,7 @@ impl<T> Pool<T> {
         self.active
     }
     pub fn waiting(&self) -> u32 {
-        self.n_waiting
+        self.waiters.len()
     }
     /// Smallest and largest size seen since start.
     pub fn size_range_seen(&self) -> (u32, u32) {
@@ -477,7 +601,7 @@ impl<T> Pool<T> {
     }
     /// Requests holding a connection or waiting for one.
     pub fn in_flight(&self) -> u64 {
-        self.active as u64 + self.n_waiting as u64
+        self.active as u64 + self.waiters.len() as u64
     }
 
     /// Checks the pool's invariants; returns what is violated.
@@ -506,11 +630,11 @@ impl<T> Pool<T> {
                 self.target, self.cfg.min, self.cfg.max
             ));
         }
-        let queued: usize = self.waiters.iter().map(|q| q.len()).sum();
-        if queued as u32 != self.n_waiting {
-            return Err("waiter count disagrees with the queues".into());
+        self.waiters.check()?;
+        if self.active_by.iter().sum::<u32>() != self.active {
+            return Err("active per priority disagrees with active".into());
         }
-        if idle > 0 && self.n_waiting > 0 {
+        if idle > 0 && !self.waiters.is_empty() {
             return Err("a request waits while a connection is idle".into());
         }
         let mut arrived = 0;
@@ -540,7 +664,7 @@ impl<T> Pool<T> {
             self.integrals.size += dt * self.size as u128;
             self.integrals.open += dt * open;
             self.integrals.active += dt * self.active as u128;
-            self.integrals.waiting += dt * self.n_waiting as u128;
+            self.integrals.waiting += dt * self.waiters.len() as u128;
             self.integrals.span_ns += dt;
             self.last = now;
         }
@@ -566,14 +690,9 @@ impl<T> Pool<T> {
     /// pool is above target, else park it idle.
     #[inline]
     fn reuse(&mut self, now: SimTime, conn: ConnId, fx: &mut Vec<Effect<T>>) {
-        if self.n_waiting > 0 {
-            for p in Priority::ALL {
-                if let Some(w) = self.waiters[p.index()].pop_front() {
-                    self.n_waiting -= 1;
-                    self.hand_out(now, conn, p, w.arrival, w.payload, fx);
-                    return;
-                }
-            }
+        if let Some((p, w)) = self.waiters.pop_next(now, self.size, self.active_by) {
+            self.hand_out(now, conn, p, w.arrival, w.payload, fx);
+            return;
         }
         if self.size > self.target {
             self.close(conn, CloseReason::Shrink, fx);
@@ -599,6 +718,8 @@ impl<T> Pool<T> {
         c.req_arrival = arrival;
         c.req_priority = priority;
         self.active += 1;
+        self.active_by[priority.index()] += 1;
+        c.inflight = self.active;
         let waited = now - arrival;
         let p = priority.index();
         let m = &mut self.classes[p];
@@ -623,6 +744,7 @@ impl<T> Pool<T> {
             acquired_at: now,
             req_arrival: now,
             req_priority: Priority::Normal,
+            inflight: 0,
         };
         let id = match self.free_slots.pop() {
             Some(id) => {
@@ -690,7 +812,8 @@ mod tests {
             initial: size,
             acquire_timeout: timeouts_ms.map(SimDuration::from_millis),
             max_waiters: 3,
-        });
+            lifecycle: Lifecycle::default(),
+        }, Box::new(crate::core::policy::Fixed), crate::rng::SeedTree::new(1).stream("pool"));
         let mut fx = Vec::new();
         p.start(SimTime::ZERO, &mut fx);
         let opened: Vec<ConnId> = fx
@@ -795,10 +918,10 @@ mod tests {
             .collect();
         assert_eq!(conns.len(), 2);
         // Still usable: the waiter gets the connection.
-        p.fail(t(5), conns[0], true, &mut fx);
+        p.fail(t(5), conns[0], true, "a", &mut fx);
         assert_eq!(started(&mut fx), vec!["c"]);
         // Broken: closed, and a replacement opens at once.
-        p.fail(t(6), conns[1], false, &mut fx);
+        p.fail(t(6), conns[1], false, "b", &mut fx);
         assert!(matches!(
             fx[..],
             [
@@ -853,7 +976,8 @@ mod tests {
             initial: 2,
             acquire_timeout: [SimDuration::INFINITE; 3],
             max_waiters: 10,
-        });
+            lifecycle: Lifecycle::default(),
+        }, Box::new(crate::core::policy::Fixed), crate::rng::SeedTree::new(1).stream("pool"));
         let mut fx = Vec::new();
         p.start(SimTime::ZERO, &mut fx);
         assert_eq!(fx.len(), 2);

@@ -16,10 +16,11 @@ use super::clock::{LiveClock, Stopwatch};
 use super::conninfo::Target;
 use super::{LiveError, LiveReport, LIVE_SCHEMA, STATEMENT};
 use crate::core::metrics::{CloseReason, Latency, SampleSink};
-use crate::core::policy::{Decision, Policy, Signal};
+use crate::core::policy::{Decision, Policy};
 use crate::core::pool::{ConnId, Effect, Pool, PoolConfig};
 use crate::core::request::{Priority, Request};
 use crate::sim::{RunOptions, RunOutcome};
+use crate::rng::SeedTree;
 use crate::time::{SimDuration, SimTime};
 use crate::trace::RequestSource;
 
@@ -125,6 +126,8 @@ struct Driver<'a> {
     clock: LiveClock,
     prepared: bool,
     timers: [Option<SimTime>; 3],
+    /// When the pool asked to be woken.
+    wake_at: Option<SimTime>,
     /// IO tasks whose completion event has not been handled yet.
     pending_io: u64,
     next_generation: u64,
@@ -151,7 +154,7 @@ struct Driver<'a> {
 pub async fn run<S: RequestSource>(
     target: &Target,
     pool_config: &PoolConfig,
-    policy: &mut dyn Policy,
+    policy: Box<dyn Policy>,
     mut source: S,
     opts: &RunOptions,
     live: &LiveOptions,
@@ -164,13 +167,18 @@ pub async fn run<S: RequestSource>(
     let clock = LiveClock::start();
     let mut d = Driver {
         target,
-        pool: Pool::new(pool_config.clone()),
+        pool: Pool::new(
+            pool_config.clone(),
+            policy,
+            SeedTree::new(live.seed).stream("pool"),
+        ),
         slots: Vec::new(),
         fx: Vec::with_capacity(64),
         tx,
         clock,
         prepared: live.prepared,
         timers: [None; 3],
+        wake_at: None,
         pending_io: 0,
         next_generation: 1,
         connections_lost: 0,
@@ -188,8 +196,6 @@ pub async fn run<S: RequestSource>(
     let scale = |t: SimTime| SimTime((t.0 as f64 / live.speed).round() as u64);
     d.pool.start(SimTime::ZERO, &mut d.fx);
     d.apply_effects(SimTime::ZERO);
-    let interval = policy.interval().filter(|iv| iv.0 > 0);
-    let mut next_tick = interval.map(|iv| SimTime::ZERO + iv);
     let sample_interval = opts.sample_interval.filter(|si| si.0 > 0);
     let mut next_sample = sample_interval.map(|si| SimTime::ZERO + si);
     let reconnect = SimDuration::from_nanos(live.reconnect_interval.as_nanos().max(1) as u64);
@@ -223,7 +229,7 @@ pub async fn run<S: RequestSource>(
         }
         let mut wake = [
             next.as_ref().map(|r| scale(r.arrival)),
-            next_tick,
+            d.wake_at,
             next_sample,
             next.is_none().then_some(end_at),
             (d.pool.size() < d.pool.target()).then_some(next_reconnect),
@@ -267,15 +273,11 @@ pub async fn run<S: RequestSource>(
                     d.apply_effects(now);
                     next = source.next_request();
                 }
-                if let (Some(t), Some(iv)) = (next_tick, interval) {
-                    if t <= now {
-                        events += 1;
-                        let view = d.pool.policy_view(now);
-                        let decision = policy.decide(now, &view, Signal::Tick);
-                        d.pool.apply(now, decision, &mut d.fx);
-                        d.apply_effects(now);
-                        next_tick = Some(catch_up(t, iv, now));
-                    }
+                if d.wake_at.is_some_and(|at| at <= now) {
+                    events += 1;
+                    d.wake_at = None;
+                    d.pool.wake(now, &mut d.fx);
+                    d.apply_effects(now);
                 }
                 if next_reconnect <= now {
                     if d.pool.size() < d.pool.target() {
@@ -520,7 +522,7 @@ impl Driver<'_> {
                     Err(message) => {
                         self.query_errors += 1;
                         self.note_error(message);
-                        self.pool.fail(now, conn, usable, &mut self.fx);
+                        self.pool.fail(now, conn, usable, service, &mut self.fx);
                     }
                 }
             }
@@ -634,8 +636,12 @@ impl Driver<'_> {
                     });
                 }
                 Effect::ArmTimer { priority, at } => self.timers[priority.index()] = Some(at),
+                Effect::Wake { at } => {
+                    self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+                }
+                Effect::Check { .. } => unreachable!("health checks are not run live yet"),
                 // Open loop: nobody waits on the request; the pool counted it.
-                Effect::TimedOut { .. } | Effect::Rejected { .. } => {}
+                Effect::TimedOut { .. } | Effect::Rejected { .. } | Effect::Failed { .. } => {}
             }
         }
         // Nothing above calls the pool: hand the (empty) buffer back.

@@ -154,7 +154,6 @@ pub async fn run_scenario(
     // The very request stream `sim run` replays (generator or recorded trace).
     let mut source = open_source(w, &seeds)
         .map_err(|e| LiveError::Target(format!("workload {}: {e}", workload.source)))?;
-    let mut rule = policy.spec.build();
     let live = LiveOptions {
         seed,
         ..live.clone()
@@ -162,7 +161,7 @@ pub async fn run_scenario(
     let out = run(
         target,
         &policy.spec.pool,
-        rule.as_mut(),
+        policy.spec.build(),
         &mut source,
         &w.run,
         &live,

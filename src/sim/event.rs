@@ -34,7 +34,8 @@ pub enum Event {
     ConnectDone(ConnId),
     ConnectFailed(ConnId),
     Timeout(Priority),
-    PolicyTick,
+    /// The pool asked to be woken (its policy tick and lifecycle timers).
+    PoolWake,
     Sample,
 }
 
@@ -44,7 +45,7 @@ impl Event {
             Event::QueryDone(_) | Event::DbWake(_) => Phase::Release,
             Event::ConnectDone(_) | Event::ConnectFailed(_) => Phase::Connect,
             Event::Timeout(_) => Phase::Timeout,
-            Event::PolicyTick => Phase::Policy,
+            Event::PoolWake => Phase::Policy,
             Event::Sample => Phase::Sample,
         }
     }
@@ -133,13 +134,13 @@ mod tests {
         q.push(SimTime(5), Event::Sample);
         q.push(SimTime(5), Event::QueryDone(1));
         q.push(SimTime(5), Event::QueryDone(2));
-        q.push(SimTime(3), Event::PolicyTick);
+        q.push(SimTime(3), Event::PoolWake);
         q.push(SimTime(5), Event::Timeout(Priority::Low));
         let order: Vec<Event> = std::iter::from_fn(|| q.pop().map(|e| e.event)).collect();
         assert_eq!(
             order,
             vec![
-                Event::PolicyTick,
+                Event::PoolWake,
                 Event::QueryDone(1),
                 Event::QueryDone(2),
                 Event::Timeout(Priority::Low),

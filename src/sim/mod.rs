@@ -10,7 +10,7 @@ pub mod event;
 pub mod queueing;
 
 use crate::core::metrics::SampleSink;
-use crate::core::policy::{Policy, Signal};
+use crate::core::policy::Policy;
 use crate::core::pool::{Effect, Pool, PoolConfig};
 use crate::error::SimError;
 use crate::rng::SeedTree;
@@ -67,7 +67,7 @@ pub struct RunOutcome {
 /// Runs one simulation.
 pub fn simulate<S: RequestSource>(
     pool_config: &PoolConfig,
-    policy: &mut dyn Policy,
+    policy: Box<dyn Policy>,
     db_model: &DatabaseModel,
     mut source: S,
     seeds: &SeedTree,
@@ -75,7 +75,7 @@ pub fn simulate<S: RequestSource>(
     sink: &mut dyn SampleSink,
 ) -> Result<RunOutcome, SimError> {
     let mut sim = Sim {
-        pool: Pool::new(pool_config.clone()),
+        pool: Pool::new(pool_config.clone(), policy, seeds.stream("pool")),
         db: Database::new(db_model, seeds),
         queue: EventQueue::new(),
         fx: Vec::with_capacity(64),
@@ -85,10 +85,6 @@ pub fn simulate<S: RequestSource>(
     let max_time = SimTime(opts.max_sim_time.0);
     sim.pool.start(SimTime::ZERO, &mut sim.fx);
     sim.apply_effects();
-    let interval = policy.interval().filter(|d| d.0 > 0);
-    if let Some(iv) = interval {
-        sim.queue.push(SimTime::ZERO + iv, Event::PolicyTick);
-    }
     let sample_interval = opts.sample_interval.filter(|d| d.0 > 0);
     if let Some(si) = sample_interval {
         sim.queue.push(SimTime::ZERO + si, Event::Sample);
@@ -163,14 +159,7 @@ pub fn simulate<S: RequestSource>(
                 Event::ConnectDone(conn) => sim.pool.connected(now, conn, &mut sim.fx),
                 Event::ConnectFailed(conn) => sim.pool.connect_failed(now, conn),
                 Event::Timeout(p) => sim.pool.expire(now, p, &mut sim.fx),
-                Event::PolicyTick => {
-                    let view = sim.pool.policy_view(now);
-                    let decision = policy.decide(now, &view, Signal::Tick);
-                    sim.pool.apply(now, decision, &mut sim.fx);
-                    if let Some(iv) = interval {
-                        sim.queue.push(now + iv, Event::PolicyTick);
-                    }
-                }
+                Event::PoolWake => sim.pool.wake(now, &mut sim.fx),
                 Event::Sample => {
                     sink.record(&sim.pool.sample(now));
                     last_sample = now;
@@ -254,7 +243,9 @@ impl Sim {
                     self.pool.closed(now, conn);
                 }
                 Effect::ArmTimer { priority, at } => self.queue.push(at, Event::Timeout(priority)),
-                Effect::TimedOut { .. } | Effect::Rejected { .. } => {}
+                Effect::Wake { at } => self.queue.push(at, Event::PoolWake),
+                Effect::Check { .. } => unreachable!("health checks are not simulated yet"),
+                Effect::TimedOut { .. } | Effect::Rejected { .. } | Effect::Failed { .. } => {}
             }
             i += 1;
         }

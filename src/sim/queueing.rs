@@ -57,6 +57,7 @@ impl QueueingModel {
             initial: self.servers,
             acquire_timeout: self.acquire_timeout,
             max_waiters: self.max_waiters,
+            lifecycle: Default::default(),
         }
     }
 
@@ -91,7 +92,7 @@ impl QueueingModel {
         let source = Synthetic::new(&self.workload(), &seeds);
         simulate(
             &self.pool_config(),
-            &mut Fixed,
+            Box::new(Fixed),
             &self.database(),
             source,
             &seeds,

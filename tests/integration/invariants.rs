@@ -92,8 +92,9 @@ fn run(c: &Case) {
             timeout(c.timeouts_ms[2]),
         ],
         max_waiters: c.max_waiters,
+        lifecycle: Default::default(),
     };
-    let mut policy: Box<dyn Policy> = match c.threshold {
+    let policy: Box<dyn Policy> = match c.threshold {
         Some((up, down, step, interval_ms)) => Box::new(Threshold::new(ThresholdParams {
             interval: SimDuration::from_millis(interval_ms),
             scale_up: up,
@@ -137,7 +138,7 @@ fn run(c: &Case) {
     let mut samples: Vec<Sample> = Vec::new();
     let out = simulate(
         &cfg,
-        policy.as_mut(),
+        policy,
         &db,
         Synthetic::new(&spec, &seeds),
         &seeds,

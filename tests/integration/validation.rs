@@ -376,6 +376,7 @@ fn simulate_once(s: &Setup, seed: u64) -> Run {
         initial: s.c,
         acquire_timeout: [timeout; 3],
         max_waiters: u32::MAX,
+        lifecycle: Default::default(),
     };
     let db = DatabaseModel {
         connect_latency: DurationDist::Constant { value_ns: 0 },
@@ -397,7 +398,7 @@ fn simulate_once(s: &Setup, seed: u64) -> Run {
         sample_interval: None,
         ..Default::default()
     };
-    let out = simulate(&pool, &mut Fixed, &db, source, &seeds, &opts, &mut NullSink)
+    let out = simulate(&pool, Box::new(Fixed), &db, source, &seeds, &opts, &mut NullSink)
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     let classes = out.pool.classes();
     // Exact identities of a drained run that started empty: the time

@@ -10,13 +10,47 @@ mod threshold;
 pub use fixed::Fixed;
 pub use threshold::{Threshold, ThresholdParams, UtilizationSignal};
 
+use crate::core::request::Priority;
 use crate::time::{SimDuration, SimTime};
 
 /// Why the policy is being asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
-    /// The policy's periodic timer (every [`Policy::interval`]).
+    /// The policy's periodic timer (every [`Policy::interval`]). The view's
+    /// `window` covers the time since the previous tick.
     Tick,
+    /// A request found no idle connection and joined the wait queue (the
+    /// view already counts it). Delivered when [`Wants::queued`].
+    Queued { priority: Priority },
+    /// A request's query finished: `query` is its hold time (the latency
+    /// sample of the adaptive-concurrency family), `inflight` the number of
+    /// queries running when it started (itself included), `waited` its
+    /// acquire wait. Delivered when [`Wants::completed`].
+    Completed {
+        query: SimDuration,
+        waited: SimDuration,
+        inflight: u32,
+    },
+    /// A request gave up waiting (acquire timeout or early drop): the "drop"
+    /// of the adaptive-concurrency family. Delivered when [`Wants::dropped`].
+    Dropped { priority: Priority },
+}
+
+/// Which event signals a policy wants besides its ticks. Each costs a call
+/// per event, so the pool only makes the calls a policy asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wants {
+    pub queued: bool,
+    pub completed: bool,
+    pub dropped: bool,
+}
+
+impl Wants {
+    pub const NONE: Wants = Wants {
+        queued: false,
+        completed: false,
+        dropped: false,
+    };
 }
 
 /// What the policy wants.
@@ -53,6 +87,7 @@ pub struct PoolView {
     pub target: u32,
     /// Connections counted in the pool: opening + idle + active.
     pub size: u32,
+    /// Connections being opened (pending creates).
     pub opening: u32,
     pub idle: u32,
     pub active: u32,
@@ -90,6 +125,10 @@ impl PoolView {
 pub trait Policy: Send {
     /// How often the policy wants a [`Signal::Tick`]; `None` for never.
     fn interval(&self) -> Option<SimDuration>;
+    /// Which event signals the policy wants (none by default).
+    fn wants(&self) -> Wants {
+        Wants::NONE
+    }
     /// Decide. Must depend only on its arguments and the policy's own state.
     fn decide(&mut self, now: SimTime, view: &PoolView, signal: Signal) -> Decision;
 }

@@ -49,8 +49,8 @@ impl Policy for Threshold {
     }
 
     fn decide(&mut self, _now: SimTime, view: &PoolView, signal: Signal) -> Decision {
-        match signal {
-            Signal::Tick => {}
+        if signal != Signal::Tick {
+            return Decision::Hold;
         }
         let p = &self.params;
         let utilization = match p.signal {
