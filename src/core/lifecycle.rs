@@ -85,7 +85,9 @@ impl Backoff {
     /// Delay before the next attempt after `failures` consecutive failures
     /// (>= 1): initial x multiplier^(failures - 1), capped at max.
     pub fn delay(&self, failures: u32) -> SimDuration {
-        let f = self.multiplier.powi(failures.saturating_sub(1).min(64) as i32);
+        let f = self
+            .multiplier
+            .powi(failures.saturating_sub(1).min(64) as i32);
         let ns = (self.initial.as_nanos() as f64 * f).min(self.max.as_nanos() as f64);
         SimDuration(ns.round() as u64)
     }

@@ -160,9 +160,15 @@ pub enum CloseReason {
     Shrink,
     /// The run ended (connections still open are closed at the end).
     EndOfRun,
-    /// The connection broke (a query on it failed and the connection is
-    /// closed): the live driver reports this; the simulator never does.
+    /// The connection broke: a query, a check or a validation on it failed,
+    /// or the driver learnt that the server closed it.
     Broken,
+    /// Idle longer than the idle timeout (reaped).
+    Idle,
+    /// Older than its (jittered) maximum lifetime.
+    Lifetime,
+    /// Used `max_uses` times (1 = the no-pool baseline).
+    MaxUses,
 }
 
 /// Pool-wide counters.
@@ -174,6 +180,20 @@ pub struct PoolCounters {
     pub closed_end_of_run: u64,
     /// Connections closed because they broke ([`CloseReason::Broken`]).
     pub closed_broken: u64,
+    pub closed_idle: u64,
+    pub closed_lifetime: u64,
+    pub closed_max_uses: u64,
+    /// Connects retried after a failure (each after its backoff delay).
+    pub connect_retries: u64,
+    /// Health checks and keepalives run on idle connections, and how many failed.
+    pub checks: u64,
+    pub checks_failed: u64,
+    /// Validations on checkout, and how many found the connection broken.
+    pub validations: u64,
+    pub validations_failed: u64,
+    /// Requests handed a broken connection that went back to the queue
+    /// (`on_broken = "retry"`).
+    pub broken_retries: u64,
     /// Total time spent connecting (successful and failed connects).
     pub connect_time_ns: u128,
     /// Policy decisions that changed the target size.
@@ -274,6 +294,17 @@ pub struct Sample {
     pub completed: u64,
     pub timed_out: u64,
     pub rejected: u64,
+    /// Requests failed in the window (query or connect errors).
+    pub failed: u64,
+    /// Connections opened and closed (any reason) in the window.
+    pub opened: u64,
+    pub closed: u64,
+    /// Health checks, keepalives and validations that failed in the window.
+    pub checks_failed: u64,
+    /// Set by the simulator: connects the database refused in the window,
+    /// and faults active at the end of the window.
+    pub db_refused: u64,
+    pub faults_active: u32,
 }
 
 /// Receives time-series rows as the run produces them (streamed, so memory

@@ -26,8 +26,8 @@ use crate::core::metrics::{
     ClassMetrics, CloseReason, Integrals, Mark, PoolCounters, Sample, WindowCounts,
 };
 use crate::core::policy::{Decision, Policy, PolicyWindow, PoolView, Signal, Wants};
-pub use crate::core::queue::Waiter;
 use crate::core::queue::WaitQueue;
+pub use crate::core::queue::Waiter;
 use crate::core::request::Priority;
 use crate::rng::Stream;
 use crate::time::{SimDuration, SimTime};
@@ -117,6 +117,8 @@ pub enum Effect<T> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     PolicyTick,
+    /// The early-drop rule's interval ended.
+    QueueInterval,
 }
 
 /// The pool. `T` is the driver's payload carried by each request (the
@@ -209,6 +211,9 @@ impl<T> Pool<T> {
         if let Some(iv) = self.policy_interval {
             self.schedule(now + iv, Timer::PolicyTick, fx);
         }
+        if let Some(iv) = self.waiters.interval() {
+            self.schedule(now + iv, Timer::QueueInterval, fx);
+        }
     }
 
     /// A wake-up asked with [`Effect::Wake`]: runs the pool's timers that
@@ -240,6 +245,14 @@ impl<T> Pool<T> {
                 self.apply(now, decision, fx);
                 if let Some(iv) = self.policy_interval {
                     self.schedule(now + iv, Timer::PolicyTick, fx);
+                }
+            }
+            Timer::QueueInterval => {
+                let classes = &mut self.classes;
+                let mut dropped = |p: Priority, w: Waiter<T>| drop_waiter(classes, fx, now, p, w);
+                self.waiters.on_interval(now, &mut dropped);
+                if let Some(iv) = self.waiters.interval() {
+                    self.schedule(now + iv, Timer::QueueInterval, fx);
                 }
             }
         }
@@ -387,6 +400,13 @@ impl<T> Pool<T> {
         self.close(conn, CloseReason::Broken, fx);
         self.reconcile(now, fx);
         true
+    }
+
+    /// The check asked with [`Effect::Check`] on `conn` ended: `ok` when the
+    /// connection answered within the timeout.
+    pub fn checked(&mut self, now: SimTime, conn: ConnId, ok: bool, fx: &mut Vec<Effect<T>>) {
+        // Filled in with health checks and validation (lifecycle).
+        let _ = (now, conn, ok, fx);
     }
 
     /// The connection in slot `conn` finished opening.
@@ -557,6 +577,12 @@ impl<T> Pool<T> {
             completed: c.completed,
             timed_out: c.timed_out,
             rejected: c.rejected,
+            failed: 0,
+            opened: 0,
+            closed: 0,
+            checks_failed: 0,
+            db_refused: 0,
+            faults_active: 0,
         }
     }
 
@@ -690,7 +716,12 @@ impl<T> Pool<T> {
     /// pool is above target, else park it idle.
     #[inline]
     fn reuse(&mut self, now: SimTime, conn: ConnId, fx: &mut Vec<Effect<T>>) {
-        if let Some((p, w)) = self.waiters.pop_next(now, self.size, self.active_by) {
+        let classes = &mut self.classes;
+        let mut dropped = |p: Priority, w: Waiter<T>| drop_waiter(classes, fx, now, p, w);
+        if let Some((p, w)) = self
+            .waiters
+            .pop_next(now, self.size, self.active_by, &mut dropped)
+        {
             self.hand_out(now, conn, p, w.arrival, w.payload, fx);
             return;
         }
@@ -770,6 +801,9 @@ impl<T> Pool<T> {
             // Closing at the end is not a size the pool ran at.
             CloseReason::EndOfRun => self.counters.closed_end_of_run += 1,
             CloseReason::Broken => self.counters.closed_broken += 1,
+            CloseReason::Idle => self.counters.closed_idle += 1,
+            CloseReason::Lifetime => self.counters.closed_lifetime += 1,
+            CloseReason::MaxUses => self.counters.closed_max_uses += 1,
         }
         if reason != CloseReason::EndOfRun {
             self.note_size();
@@ -799,6 +833,25 @@ impl<T> Pool<T> {
     }
 }
 
+/// A waiter dropped early by the queue's discipline: counted as timed out.
+fn drop_waiter<T>(
+    classes: &mut [ClassMetrics; 3],
+    fx: &mut Vec<Effect<T>>,
+    now: SimTime,
+    priority: Priority,
+    w: Waiter<T>,
+) {
+    let waited = now - w.arrival;
+    let m = &mut classes[priority.index()];
+    m.timed_out += 1;
+    m.wait.record(waited);
+    fx.push(Effect::TimedOut {
+        priority,
+        waited,
+        payload: w.payload,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,14 +859,18 @@ mod tests {
     type Fx = Vec<Effect<&'static str>>;
 
     fn pool(size: u32, timeouts_ms: [u64; 3]) -> (Pool<&'static str>, Fx) {
-        let mut p = Pool::new(PoolConfig {
-            min: size,
-            max: size,
-            initial: size,
-            acquire_timeout: timeouts_ms.map(SimDuration::from_millis),
-            max_waiters: 3,
-            lifecycle: Lifecycle::default(),
-        }, Box::new(crate::core::policy::Fixed), crate::rng::SeedTree::new(1).stream("pool"));
+        let mut p = Pool::new(
+            PoolConfig {
+                min: size,
+                max: size,
+                initial: size,
+                acquire_timeout: timeouts_ms.map(SimDuration::from_millis),
+                max_waiters: 3,
+                lifecycle: Lifecycle::default(),
+            },
+            Box::new(crate::core::policy::Fixed),
+            crate::rng::SeedTree::new(1).stream("pool"),
+        );
         let mut fx = Vec::new();
         p.start(SimTime::ZERO, &mut fx);
         let opened: Vec<ConnId> = fx
@@ -970,14 +1027,18 @@ mod tests {
 
     #[test]
     fn shrinking_closes_idle_connections_and_growing_opens() {
-        let mut p: Pool<&str> = Pool::new(PoolConfig {
-            min: 1,
-            max: 4,
-            initial: 2,
-            acquire_timeout: [SimDuration::INFINITE; 3],
-            max_waiters: 10,
-            lifecycle: Lifecycle::default(),
-        }, Box::new(crate::core::policy::Fixed), crate::rng::SeedTree::new(1).stream("pool"));
+        let mut p: Pool<&str> = Pool::new(
+            PoolConfig {
+                min: 1,
+                max: 4,
+                initial: 2,
+                acquire_timeout: [SimDuration::INFINITE; 3],
+                max_waiters: 10,
+                lifecycle: Lifecycle::default(),
+            },
+            Box::new(crate::core::policy::Fixed),
+            crate::rng::SeedTree::new(1).stream("pool"),
+        );
         let mut fx = Vec::new();
         p.start(SimTime::ZERO, &mut fx);
         assert_eq!(fx.len(), 2);

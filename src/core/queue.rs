@@ -25,7 +25,6 @@ pub struct WaitQueue<T> {
     timer_armed: [bool; 3],
     len: u32,
     discipline: Discipline,
-    #[allow(dead_code)]
     drop: Option<QueueDrop>,
 }
 
@@ -69,7 +68,9 @@ impl<T> WaitQueue<T> {
     pub fn push(&mut self, p: Priority, w: Waiter<T>) -> Option<SimTime> {
         let i = p.index();
         debug_assert!(
-            self.queues[i].back().is_none_or(|b| b.deadline <= w.deadline),
+            self.queues[i]
+                .back()
+                .is_none_or(|b| b.deadline <= w.deadline),
             "deadlines within a priority are FIFO-ordered"
         );
         let deadline = w.deadline;
@@ -103,11 +104,15 @@ impl<T> WaitQueue<T> {
     /// discipline. `size` is the pool's size and `active` its running
     /// queries per priority (for reserved shares).
     #[inline]
+    ///
+    /// Under an early-drop rule ([`QueueDrop`]) waiters found overdue are
+    /// removed and handed to `dropped` (the pool counts them as timed out).
     pub fn pop_next(
         &mut self,
         _now: SimTime,
         _size: u32,
         _active: [u32; 3],
+        _dropped: &mut dyn FnMut(Priority, Waiter<T>),
     ) -> Option<(Priority, Waiter<T>)> {
         if self.len == 0 {
             return None;
@@ -143,6 +148,16 @@ impl<T> WaitQueue<T> {
         let head = self.queues[i].front().map(|w| w.deadline)?;
         self.arm(i, head)
     }
+
+    /// Period of the early-drop rule's interval timer (the pool calls
+    /// [`WaitQueue::on_interval`] at every multiple of it); `None` when off.
+    pub fn interval(&self) -> Option<SimDuration> {
+        self.drop.map(|d| d.interval)
+    }
+
+    /// The early-drop interval ended at `now`: decides whether the queue is
+    /// overloaded for the next interval and drops overdue waiters.
+    pub fn on_interval(&mut self, _now: SimTime, _dropped: &mut dyn FnMut(Priority, Waiter<T>)) {}
 
     /// Removes every waiter (end of a live run, or a pool being torn down).
     pub fn drain(&mut self) -> impl Iterator<Item = (Priority, Waiter<T>)> + '_ {

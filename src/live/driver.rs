@@ -19,8 +19,8 @@ use crate::core::metrics::{CloseReason, Latency, SampleSink};
 use crate::core::policy::{Decision, Policy};
 use crate::core::pool::{ConnId, Effect, Pool, PoolConfig};
 use crate::core::request::{Priority, Request};
-use crate::sim::{RunOptions, RunOutcome};
 use crate::rng::SeedTree;
+use crate::sim::{RunOptions, RunOutcome};
 use crate::time::{SimDuration, SimTime};
 use crate::trace::RequestSource;
 

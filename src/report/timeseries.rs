@@ -26,9 +26,15 @@ pub const HEADER: &[&str] = &[
     "completed",
     "timed_out",
     "rejected",
+    "failed",
+    "opened",
+    "closed",
+    "checks_failed",
+    "db_refused",
+    "faults_active",
 ];
 
-fn record(policy: &str, s: &Sample) -> [String; 19] {
+fn record(policy: &str, s: &Sample) -> [String; 25] {
     [
         policy.to_string(),
         s.t_s.to_string(),
@@ -49,6 +55,12 @@ fn record(policy: &str, s: &Sample) -> [String; 19] {
         s.completed.to_string(),
         s.timed_out.to_string(),
         s.rejected.to_string(),
+        s.failed.to_string(),
+        s.opened.to_string(),
+        s.closed.to_string(),
+        s.checks_failed.to_string(),
+        s.db_refused.to_string(),
+        s.faults_active.to_string(),
     ]
 }
 

@@ -398,8 +398,16 @@ fn simulate_once(s: &Setup, seed: u64) -> Run {
         sample_interval: None,
         ..Default::default()
     };
-    let out = simulate(&pool, Box::new(Fixed), &db, source, &seeds, &opts, &mut NullSink)
-        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let out = simulate(
+        &pool,
+        Box::new(Fixed),
+        &db,
+        source,
+        &seeds,
+        &opts,
+        &mut NullSink,
+    )
+    .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     let classes = out.pool.classes();
     // Exact identities of a drained run that started empty: the time
     // integral of the queue length is the sum of all waits, and that of the
