@@ -69,6 +69,8 @@ enum SimCommand {
     /// Sweep a grid of policy and workload keys, with replications, 95 %
     /// intervals and paired differences (common random numbers).
     Sweep(sweep::SweepArgs),
+    /// List the shipped policies and workloads with their descriptions.
+    List,
 }
 
 /// An error with the exit code it maps to.
@@ -140,6 +142,7 @@ pub fn main() -> u8 {
         Command::Live(cmd) => live::run(cmd),
         Command::Compare(args) => compare::run(args),
         Command::Sim(SimCommand::Sweep(args)) => sweep::run(args).map(|()| exit_code::OK),
+        Command::Sim(SimCommand::List) => sim_run::list().map(|()| exit_code::OK),
         Command::Tune(args) => tune::run(args).map(|()| exit_code::OK),
         Command::Merge(args) => merge::run(args).map(|()| exit_code::OK),
         Command::Trace(cmd) => trace::run(cmd).map(|()| exit_code::OK),

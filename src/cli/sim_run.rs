@@ -33,12 +33,12 @@ enum Format {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// A policy file or shipped name (repeatable). Shipped: seed-80-30,
-    /// seed-80-30-low10s, fixed-10, fixed-25.
-    #[arg(long = "policy", value_name = "FILE|NAME")]
+    /// A policy file or shipped name (repeatable); `all` runs every shipped
+    /// policy (`pooltune sim list` shows them).
+    #[arg(long = "policy", value_name = "FILE|NAME|all")]
     policies: Vec<String>,
-    /// A workload file or shipped name (default, mmc-c25-a20,
-    /// mmc-c10-rho09-timeout, mmc-c10-priorities).
+    /// A workload file, a recorded trace, or a shipped name (`pooltune sim
+    /// list` shows them).
     #[arg(long, value_name = "FILE|NAME", default_value = scenario::DEFAULT_TRACE)]
     trace: String,
     /// The master seed; every random stream derives from it.
@@ -64,6 +64,22 @@ pub struct RunArgs {
     no_report: bool,
 }
 
+/// `pooltune sim list`: shipped policies and workloads, name and description.
+pub fn list() -> Result<()> {
+    let mut out = String::from("policies (--policy NAME, or --policy all):\n");
+    for (name, _) in pooltune::config::policy::SHIPPED {
+        let p = lib(scenario::load_policy(name, &[]))?;
+        out.push_str(&format!("  {name:<22} {}\n", p.spec.description));
+    }
+    out.push_str("\nworkloads (--trace NAME):\n");
+    for (name, _) in pooltune::config::workload::SHIPPED {
+        let w = lib(scenario::load_workload(name, &[]))?;
+        out.push_str(&format!("  {name:<22} {}\n", w.spec.description));
+    }
+    print!("{out}");
+    Ok(())
+}
+
 /// An error with the exit code it maps to.
 pub fn run(args: RunArgs) -> Result<()> {
     let overrides = lib(args
@@ -79,7 +95,19 @@ pub fn run(args: RunArgs) -> Result<()> {
             .map(|s| s.to_string())
             .collect()
     } else {
-        args.policies.clone()
+        args.policies
+            .iter()
+            .flat_map(|p| {
+                if p == "all" {
+                    pooltune::config::policy::SHIPPED
+                        .iter()
+                        .map(|(n, _)| n.to_string())
+                        .collect()
+                } else {
+                    vec![p.clone()]
+                }
+            })
+            .collect()
     };
     let policies: Vec<LoadedPolicy> = lib(names
         .iter()

@@ -196,6 +196,35 @@ pub fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> String 
     walk(a, b, String::new()).unwrap_or_else(|| "(nowhere)".into())
 }
 
+/// Checks that all shard files come from one command (the same `plan`;
+/// `what` names such commands in the error, e.g. "sweeps") and that the
+/// shard numbers are complete ([`check_complete`]).
+pub fn check_one_plan<F, P: Serialize + PartialEq>(
+    files: &[(PathBuf, F)],
+    plan: impl Fn(&F) -> &P,
+    shard: impl Fn(&F) -> Shard,
+    what: &str,
+) -> Result<(), ExperimentError> {
+    let (first_path, first) = &files[0];
+    let first_json = serde_json::to_value(plan(first)).expect("plans serialize");
+    for (p, f) in &files[1..] {
+        if plan(f) != plan(first) {
+            let other = serde_json::to_value(plan(f)).expect("plans serialize");
+            return Err(ExperimentError::Merge {
+                message: format!(
+                    "{} and {} come from different {what} (they differ at `{}`); merge only the shards of one command",
+                    first_path.display(),
+                    p.display(),
+                    first_difference(&first_json, &other)
+                ),
+            });
+        }
+    }
+    let list: Vec<(Shard, PathBuf)> = files.iter().map(|(p, f)| (shard(f), p.clone())).collect();
+    check_complete(&list)?;
+    Ok(())
+}
+
 /// Checks that the shard numbers found are exactly 0..N-1, each once.
 pub fn check_complete(shards: &[(Shard, PathBuf)]) -> Result<usize, ExperimentError> {
     let n = shards[0].0.count;

@@ -1090,24 +1090,8 @@ pub fn run_sweep(sweep: &Sweep, progress: &dyn Progress) -> Result<SweepReport, 
 pub fn merge(
     files: Vec<(std::path::PathBuf, SweepShardFile)>,
 ) -> Result<SweepReport, ExperimentError> {
-    let (first_path, first) = &files[0];
-    let plan_json = serde_json::to_value(&first.plan).expect("plans serialize");
-    for (p, f) in &files[1..] {
-        if f.plan != first.plan {
-            let other = serde_json::to_value(&f.plan).expect("plans serialize");
-            return Err(ExperimentError::Merge {
-                message: format!(
-                    "{} and {} come from different sweeps (they differ at `{}`); merge only the shards of one command",
-                    first_path.display(),
-                    p.display(),
-                    shard::first_difference(&plan_json, &other)
-                ),
-            });
-        }
-    }
-    let list: Vec<(Shard, std::path::PathBuf)> =
-        files.iter().map(|(p, f)| (f.shard, p.clone())).collect();
-    shard::check_complete(&list)?;
+    shard::check_one_plan(&files, |f| &f.plan, |f| f.shard, "sweeps")?;
+    let first = &files[0].1;
     let plan = &first.plan;
     let mut slots: Vec<Option<Vec<f64>>> = vec![None; plan.tasks()];
     for (p, f) in &files {

@@ -1553,20 +1553,9 @@ pub fn merge(
     files: Vec<(PathBuf, TuneShardFile)>,
     dir: &Path,
 ) -> Result<TuneMerge, ExperimentError> {
+    shard::check_one_plan(&files, |f| &f.plan, |f| f.shard, "tuning runs")?;
     let (first_path, first) = &files[0];
-    let plan_json = serde_json::to_value(&first.plan).expect("plans serialize");
     for (p, f) in &files[1..] {
-        if f.plan != first.plan {
-            let other = serde_json::to_value(&f.plan).expect("plans serialize");
-            return Err(ExperimentError::Merge {
-                message: format!(
-                    "{} and {} come from different tuning runs (they differ at `{}`)",
-                    first_path.display(),
-                    p.display(),
-                    shard::first_difference(&plan_json, &other)
-                ),
-            });
-        }
         if f.stage != first.stage {
             return Err(ExperimentError::Merge {
                 message: format!(
@@ -1579,8 +1568,6 @@ pub fn merge(
             });
         }
     }
-    let list: Vec<(Shard, PathBuf)> = files.iter().map(|(p, f)| (f.shard, p.clone())).collect();
-    shard::check_complete(&list)?;
     let mut tuner = Tuner::from_plan(first.plan.clone())?;
     let state = tuner.load_state(dir)?;
     let mut cache = state.as_ref().map(|s| s.cache()).unwrap_or_default();

@@ -148,18 +148,30 @@ fn draw_key<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Horizontal bars, one per policy, with the value at the bar's end.
+/// One bar of [`draw_hbars`]: stacked segments (value, alpha of the policy
+/// colour) and the label written after it.
+type Bar = (Vec<(f64, f64)>, String);
+
+/// Horizontal bars, one per policy (stacked segments), with a label at the
+/// bar's end. The axis runs to `headroom` x the longest bar, rounded up to
+/// a multiple of `step`, leaving room for the labels.
+#[allow(clippy::too_many_arguments)]
 fn draw_hbars<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     s: &Summary,
     palette: &Palette,
     title: &str,
     x_desc: &str,
-    value: fn(&RunSummary) -> (f64, String),
+    (headroom, step): (f64, f64),
+    bar: &dyn Fn(&RunSummary) -> Bar,
 ) -> DrawResult<DB> {
     let n = s.runs.len().max(1);
-    let max = s.runs.iter().map(|r| value(r).0).fold(0.0, f64::max);
-    let x_max = nice_ceiling(max * 1.45, 1.0);
+    let bars: Vec<Bar> = s.runs.iter().map(bar).collect();
+    let max = bars
+        .iter()
+        .map(|(parts, _)| parts.iter().map(|p| p.0).sum::<f64>())
+        .fold(0.0, f64::max);
+    let x_max = nice_ceiling(max * headroom, step);
     let fmt = |v: &f64| axis_number(*v);
     let mut chart = ChartBuilder::on(area)
         .caption(title, (super::FONT, 16).into_font().color(&INK))
@@ -181,19 +193,25 @@ fn draw_hbars<DB: DrawingBackend>(
         .label_style(text(12))
         .axis_style(MUTED)
         .draw()?;
-    for (i, r) in s.runs.iter().enumerate() {
+    for (i, (r, (parts, label))) in s.runs.iter().zip(&bars).enumerate() {
         // First policy on top.
         let y = (n - 1 - i) as f64;
-        let (v, label) = value(r);
         let color = palette.color(&r.policy.name);
-        chart.draw_series(std::iter::once(Rectangle::new(
-            [(0.0, y + 0.18), (v, y + 0.82)],
-            color.filled(),
-        )))?;
-        let (px, py) = chart.backend_coord(&(v, y + 0.5));
+        let single = parts.len() == 1;
+        let mut x = 0.0;
+        for &(v, alpha) in parts {
+            if v > 0.0 || single {
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(x, y + 0.18), (x + v, y + 0.82)],
+                    color.mix(alpha).filled(),
+                )))?;
+            }
+            x += v;
+        }
+        let (px, py) = chart.backend_coord(&(x, y + 0.5));
         text_at(
             area,
-            &label,
+            label,
             (px + 6, py),
             &text(13).pos(Pos::new(HPos::Left, VPos::Center)),
         )?;
@@ -208,89 +226,26 @@ fn draw_hbars<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Stacked timeouts per policy: high (dark), normal, low (light) shares of
-/// the policy colour, with the three counts written after the bar.
-fn draw_timeouts<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    s: &Summary,
-    palette: &Palette,
-) -> DrawResult<DB> {
-    let n = s.runs.len().max(1);
-    let max = s
-        .runs
-        .iter()
-        .map(|r| r.requests.timed_out as f64)
-        .fold(0.0, f64::max);
-    let x_max = nice_ceiling(max * 1.6, 10.0);
-    let fmt = |v: &f64| axis_number(*v);
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "Timeouts by priority: high / normal / low",
-            (super::FONT, 16).into_font().color(&INK),
+/// Timeouts per policy stacked by priority: high (dark), normal, low
+/// (light) shares of the policy colour, the three counts after the bar.
+fn timeouts_bar(r: &RunSummary) -> Bar {
+    let b = &r.by_priority;
+    let parts = vec![
+        (b.high.requests.timed_out as f64, 1.0),
+        (b.normal.requests.timed_out as f64, 0.65),
+        (b.low.requests.timed_out as f64, 0.35),
+    ];
+    let label = if r.requests.timed_out == 0 {
+        "none".to_string()
+    } else {
+        format!(
+            "{} / {} / {}",
+            super::super::thousands(b.high.requests.timed_out),
+            super::super::thousands(b.normal.requests.timed_out),
+            super::super::thousands(b.low.requests.timed_out)
         )
-        .margin(8)
-        .margin_right(18)
-        .x_label_area_size(40)
-        .y_label_area_size(140)
-        .build_cartesian_2d(0.0..x_max, 0.0..n as f64)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .light_line_style(WHITE)
-        .bold_line_style(GRID)
-        .x_labels(5)
-        .y_labels(0)
-        .x_label_formatter(&fmt)
-        .x_desc("requests timed out")
-        .axis_desc_style(text(13))
-        .label_style(text(12))
-        .axis_style(MUTED)
-        .draw()?;
-    for (i, r) in s.runs.iter().enumerate() {
-        let y = (n - 1 - i) as f64;
-        let color = palette.color(&r.policy.name);
-        let b = &r.by_priority;
-        let parts = [
-            (b.high.requests.timed_out as f64, 1.0),
-            (b.normal.requests.timed_out as f64, 0.65),
-            (b.low.requests.timed_out as f64, 0.35),
-        ];
-        let mut x = 0.0;
-        for (v, alpha) in parts {
-            if v > 0.0 {
-                chart.draw_series(std::iter::once(Rectangle::new(
-                    [(x, y + 0.18), (x + v, y + 0.82)],
-                    color.mix(alpha).filled(),
-                )))?;
-            }
-            x += v;
-        }
-        let (px, py) = chart.backend_coord(&(x, y + 0.5));
-        let label = if r.requests.timed_out == 0 {
-            "none".to_string()
-        } else {
-            format!(
-                "{} / {} / {}",
-                super::super::thousands(b.high.requests.timed_out),
-                super::super::thousands(b.normal.requests.timed_out),
-                super::super::thousands(b.low.requests.timed_out)
-            )
-        };
-        text_at(
-            area,
-            &label,
-            (px + 6, py),
-            &text(13).pos(Pos::new(HPos::Left, VPos::Center)),
-        )?;
-        let (lx, _) = chart.backend_coord(&(0.0, y + 0.5));
-        text_at(
-            area,
-            &r.policy.name,
-            (lx - 8, py),
-            &text(13).pos(Pos::new(HPos::Right, VPos::Center)),
-        )?;
-    }
-    Ok(())
+    };
+    (parts, label)
 }
 
 impl Chart for Comparison<'_> {
@@ -330,11 +285,28 @@ impl Chart for Comparison<'_> {
         let (key, rest) = rest.split_vertically(22 * n + 16);
         draw_key(&key, s, self.palette)?;
         let (p99, timeouts) = rest.split_vertically(70 + 34 * n);
-        draw_hbars(&p99, s, self.palette, "p99 acquire wait", "ms", |r| {
-            (r.acquire_wait_ms.p99, ms_label(r.acquire_wait_ms.p99))
-        })?;
+        draw_hbars(
+            &p99,
+            s,
+            self.palette,
+            "p99 acquire wait",
+            "ms",
+            (1.45, 1.0),
+            &|r| {
+                let v = r.acquire_wait_ms.p99;
+                (vec![(v, 1.0)], ms_label(v))
+            },
+        )?;
         let (timeouts, _) = timeouts.split_vertically(70 + 34 * n);
-        draw_timeouts(&timeouts, s, self.palette)?;
+        draw_hbars(
+            &timeouts,
+            s,
+            self.palette,
+            "Timeouts by priority: high / normal / low",
+            "requests timed out",
+            (1.6, 10.0),
+            &timeouts_bar,
+        )?;
 
         let panel_list = self
             .series

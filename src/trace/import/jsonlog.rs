@@ -40,19 +40,20 @@ impl NumOrStr<'_> {
 }
 
 /// PostgreSQL jsonlog keys (unknown ones are ignored: versions add keys).
+/// The aliases are CloudNativePG's names for the same fields.
 #[derive(Deserialize)]
 struct JsonLog<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, alias = "log_time")]
     timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "user_name")]
     user: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "database_name")]
     dbname: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "process_id")]
     pid: Option<NumOrStr<'a>>,
     #[serde(borrow)]
     session_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "command_tag")]
     ps: Option<Cow<'a, str>>,
     #[serde(borrow)]
     error_severity: Option<Cow<'a, str>>,
@@ -64,37 +65,13 @@ struct JsonLog<'a> {
     query_id: Option<NumOrStr<'a>>,
 }
 
-/// CloudNativePG: the csvlog fields by name inside `record`.
+/// A CloudNativePG log line: PostgreSQL's record under `record`.
 #[derive(Deserialize)]
 struct CnpgLine<'a> {
     #[serde(borrow)]
     logger: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    record: Option<CnpgRecord<'a>>,
-}
-
-#[derive(Deserialize)]
-struct CnpgRecord<'a> {
-    #[serde(borrow)]
-    log_time: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    user_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    database_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    process_id: Option<NumOrStr<'a>>,
-    #[serde(borrow)]
-    session_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    command_tag: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    error_severity: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    message: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    application_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    query_id: Option<NumOrStr<'a>>,
+    record: Option<JsonLog<'a>>,
 }
 
 /// A Google Cloud Logging entry.
@@ -171,12 +148,31 @@ pub fn import(mut lines: LineReader, format: Format, ctx: &mut Ctx) -> Result<()
             }
         };
         match format {
-            Format::Jsonlog => {
-                let j: JsonLog = match serde_json::from_slice(&raw) {
-                    Ok(j) => j,
-                    Err(e) => {
-                        ctx.bad(json_err(e))?;
-                        continue;
+            Format::Jsonlog | Format::Cnpg => {
+                // CloudNativePG wraps the same record under other key names
+                // (serde aliases on `JsonLog`), inside {"logger", "record"}.
+                let (j, time_field, message_field) = if format == Format::Jsonlog {
+                    match serde_json::from_slice::<JsonLog>(&raw) {
+                        Ok(j) => (j, "timestamp", "message"),
+                        Err(e) => {
+                            ctx.bad(json_err(e))?;
+                            continue;
+                        }
+                    }
+                } else {
+                    let c: CnpgLine = match serde_json::from_slice(&raw) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            ctx.bad(json_err(e))?;
+                            continue;
+                        }
+                    };
+                    match (c.logger.as_deref(), c.record) {
+                        (Some("postgres"), Some(r)) => (r, "record.log_time", "record.message"),
+                        _ => {
+                            ctx.report.ignored += 1;
+                            continue;
+                        }
                     }
                 };
                 let msg = s(&j.message);
@@ -184,7 +180,7 @@ pub fn import(mut lines: LineReader, format: Format, ctx: &mut Ctx) -> Result<()
                     ctx.report.ignored += 1;
                     continue;
                 }
-                let Some(st) = time(s(&j.timestamp), "timestamp", ctx)? else {
+                let Some(st) = time(s(&j.timestamp), time_field, ctx)? else {
                     continue;
                 };
                 pid_text.clear();
@@ -214,60 +210,7 @@ pub fn import(mut lines: LineReader, format: Format, ctx: &mut Ctx) -> Result<()
                             query_id: qid_text.as_bytes(),
                             ..Default::default()
                         },
-                        field: "message",
-                        column: None,
-                    },
-                    ctx,
-                )?;
-            }
-            Format::Cnpg => {
-                let j: CnpgLine = match serde_json::from_slice(&raw) {
-                    Ok(j) => j,
-                    Err(e) => {
-                        ctx.bad(json_err(e))?;
-                        continue;
-                    }
-                };
-                let (Some("postgres"), Some(r)) = (j.logger.as_deref(), &j.record) else {
-                    ctx.report.ignored += 1;
-                    continue;
-                };
-                let msg = s(&r.message);
-                if s(&r.error_severity) != b"LOG" || !is_request_message(msg) {
-                    ctx.report.ignored += 1;
-                    continue;
-                }
-                let Some(st) = time(s(&r.log_time), "record.log_time", ctx)? else {
-                    continue;
-                };
-                pid_text.clear();
-                if let Some(p) = &r.process_id {
-                    pid_text.push_str(&p.text());
-                }
-                qid_text.clear();
-                if let Some(q) = &r.query_id {
-                    qid_text.push_str(&q.text());
-                }
-                let session = if r.session_id.is_some() {
-                    s(&r.session_id)
-                } else {
-                    pid_text.as_bytes()
-                };
-                asm.feed(
-                    &Entry {
-                        time_ns: st.unix_ns,
-                        session,
-                        message: msg,
-                        line,
-                        attrs: Attrs {
-                            application: s(&r.application_name),
-                            user: s(&r.user_name),
-                            database: s(&r.database_name),
-                            command: s(&r.command_tag),
-                            query_id: qid_text.as_bytes(),
-                            ..Default::default()
-                        },
-                        field: "record.message",
+                        field: message_field,
                         column: None,
                     },
                     ctx,
