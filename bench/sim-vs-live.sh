@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SEED=${1:-7}
 OUT=${2:-reports/sim-vs-live-$SEED}
 cargo build --release --quiet
-BIN=$PWD/target/release/pooltune
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/pooltune
 
 if command -v initdb >/dev/null 2>&1; then
     PGBIN=$(dirname "$(command -v initdb)")

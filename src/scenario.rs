@@ -11,8 +11,8 @@ use crate::core::metrics::SampleSink;
 use crate::core::request::Request;
 use crate::error::{ConfigError, SimError};
 use crate::rng::SeedTree;
-use crate::sim::simulate;
-use crate::summary::{run_summary, PolicyInfo, RunSummary, Summary, TraceInfo, SCHEMA};
+use crate::sim::simulate_world;
+use crate::summary::{world_summary, PolicyInfo, RunSummary, Summary, TraceInfo, SCHEMA};
 use crate::trace::canonical::CanonicalReader;
 use crate::trace::error::TraceError;
 use crate::trace::generate::Generator;
@@ -231,7 +231,9 @@ impl RequestSource for WorkloadSource {
     }
 }
 
-/// Runs one policy against the workload.
+/// Runs one policy against the workload: `[app] instances` pools, each
+/// running its own instance of the policy, against the workload's database
+/// and faults.
 pub fn run_one(
     workload: &LoadedWorkload,
     policy: &LoadedPolicy,
@@ -250,10 +252,11 @@ pub fn run_one(
     }
     };
     let mut source = open_source(w, &seeds).map_err(trace_failed)?;
-    let outcome = simulate(
+    let policies = (0..w.instances).map(|_| policy.spec.build()).collect();
+    let outcome = simulate_world(
         &policy.spec.pool,
-        policy.spec.build(),
-        &w.database,
+        policies,
+        &w.world(),
         &mut source,
         &seeds,
         &w.run,
@@ -269,7 +272,7 @@ pub fn run_one(
         description: policy.spec.description.clone(),
         config: policy.spec.effective.clone(),
     };
-    Ok(run_summary(&outcome, info, &w.name, &w.hash))
+    Ok(world_summary(&outcome, info, &w.name, &w.hash))
 }
 
 /// Runs every policy (in parallel) and assembles the summary, runs in the

@@ -18,16 +18,41 @@
 //! low = 0.2
 //! write_fraction = 0.0       # default 0
 //! [database]
+//! connect = "loopback_tcp"   # a connect-latency preset (below), or:
 //! connect_latency = { kind = "lognormal", median = "1.5ms", p99 = "5ms" }  # default constant 0s
+//! query_overhead = "0.2ms"   # round trip added to each query, and a check's duration; default "0s"
+//! refusal_latency = "0.2ms"  # what a refused connect costs; default the preset's round trip, else "1ms"
 //! max_connections = 100      # default 100 (PostgreSQL's default)
 //! usl_sigma = 0.0            # default 0
 //! usl_kappa = 0.0            # default 0
+//! [app]
+//! instances = 8              # application instances, each its own pool; default 1
+//! balance = "round_robin"    # or "random": how requests reach them; default "round_robin"
+//! [[faults]]                 # any number; see `sim::fault`
+//! kind = "restart"           # restart | drop_connections | latency_spike | slow_connects | connect_failures
+//! at = "2m"                  # once at this time, or `rate_per_hour = 2.0` (Poisson, seeded)
+//! downtime = "10s"           # restart: connects refused for this long
+//! # drop_connections: count = 5, or fraction = 0.5
+//! # latency_spike, slow_connects: factor = 5.0, duration = "30s"
+//! # connect_failures: probability = 0.5, duration = "30s"
 //! [run]
 //! max_events = 10000000000   # default 1e10
 //! max_sim_time = "240h"      # default "720h" (30 days; the largest unit is h)
 //! sample_interval = "1s"     # default "1s"; "none" for no time series
 //! drain = true               # default true
+//! recovery_wait = "100ms"    # a fault's recovery ends at a checkout that waited at most this; default "100ms"
 //! ```
+//!
+//! Connect presets (`../shared/validation/README.md` section 4: "setup
+//! ~ 7 round trips + server CPU (0.3-1 ms fork/auth)"), each a lognormal
+//! connect latency and the round trip a refusal costs:
+//!
+//! | preset | connect median / p99 | round trip | source |
+//! | --- | --- | --- | --- |
+//! | `local_socket` | 0.7 / 1.5 ms | 0.13 ms | Unix socket ~0.5-1 ms; SELECT 1 0.126 ms (Cybertec 2016); ~0.3 ms postmaster CPU per connect (Wartak 2026) |
+//! | `loopback_tcp` | 1.5 / 3 ms | 0.21 ms | TCP loopback ~1-2 ms; SELECT 1 0.211 ms (Cybertec 2016) |
+//! | `tls_in_region` | 5 / 12 ms | 0.6 ms | 8 round trips with TLS (Neon; aflukasz 2025), RTT 0.3-1 ms: ~3-10 ms |
+//! | `cross_region` | 350 / 700 ms | 50 ms | RTT 30-80 ms: ~200-600 ms |
 
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +61,10 @@ use std::path::{Path, PathBuf};
 use super::duration::{Dur, DurOrNone};
 use super::{content_hash, deserialize, Document, Locator, Override};
 use crate::dist::DurationDist;
-use crate::error::ConfigError;
-use crate::sim::{DatabaseModel, RunOptions};
+use crate::error::{ConfigError, Origin};
+use crate::sim::{
+    Balance, DatabaseModel, DropAmount, FaultKind, FaultSpec, FaultTiming, RunOptions, Wire, World,
+};
 use crate::time::{SimDuration, NANOS_PER_S};
 use crate::trace::error::TraceError;
 use crate::trace::generate::{ArrivalProcess, GeneratorSpec, RateProfile, Spike};
@@ -58,6 +85,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "priority_mix",
     "write_fraction",
     "database",
+    "app",
+    "faults",
     "run",
 ];
 
@@ -85,8 +114,157 @@ pub struct WorkloadFile {
     pub write_fraction: f64,
     #[serde(default)]
     pub database: DatabaseRaw,
+    /// Application instances. Omitted from the effective config (and its
+    /// hash) when at its default.
+    #[serde(default, skip_serializing_if = "AppRaw::is_default")]
+    pub app: AppRaw,
+    /// Faults injected during the run. Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultRaw>,
     #[serde(default)]
     pub run: RunRaw,
+}
+
+/// A connect-latency preset (see the module documentation).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectPreset {
+    LocalSocket,
+    LoopbackTcp,
+    TlsInRegion,
+    CrossRegion,
+}
+
+impl ConnectPreset {
+    /// (connect median, connect p99, round trip), in microseconds.
+    fn values_us(self) -> (f64, f64, u64) {
+        match self {
+            ConnectPreset::LocalSocket => (700.0, 1_500.0, 130),
+            ConnectPreset::LoopbackTcp => (1_500.0, 3_000.0, 210),
+            ConnectPreset::TlsInRegion => (5_000.0, 12_000.0, 600),
+            ConnectPreset::CrossRegion => (350_000.0, 700_000.0, 50_000),
+        }
+    }
+
+    /// The preset's connect latency.
+    pub fn connect_latency(self) -> DurationDist {
+        let (median, p99, _) = self.values_us();
+        DurationDist::lognormal_from_median_p99(median * 1e3, p99 * 1e3)
+    }
+
+    /// The preset's round trip.
+    pub fn round_trip(self) -> SimDuration {
+        SimDuration::from_nanos(self.values_us().2 * 1_000)
+    }
+}
+
+/// `[app]`: the application instances.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppRaw {
+    /// Application instances, each running its own pool and policy against
+    /// the one database. Default 1.
+    #[serde(default = "one_u32")]
+    pub instances: u32,
+    /// How requests are spread over instances. Default "round_robin".
+    #[serde(default)]
+    pub balance: Balance,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+impl Default for AppRaw {
+    fn default() -> Self {
+        AppRaw {
+            instances: 1,
+            balance: Balance::RoundRobin,
+        }
+    }
+}
+
+impl AppRaw {
+    fn is_default(&self) -> bool {
+        *self == AppRaw::default()
+    }
+}
+
+/// The fault kinds of `[[faults]]`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKindRaw {
+    Restart,
+    DropConnections,
+    LatencySpike,
+    SlowConnects,
+    ConnectFailures,
+}
+
+impl FaultKindRaw {
+    fn name(self) -> &'static str {
+        match self {
+            FaultKindRaw::Restart => "restart",
+            FaultKindRaw::DropConnections => "drop_connections",
+            FaultKindRaw::LatencySpike => "latency_spike",
+            FaultKindRaw::SlowConnects => "slow_connects",
+            FaultKindRaw::ConnectFailures => "connect_failures",
+        }
+    }
+
+    /// The kind-specific keys each kind takes (besides kind, at, rate_per_hour).
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            FaultKindRaw::Restart => &["downtime"],
+            FaultKindRaw::DropConnections => &["count", "fraction"],
+            FaultKindRaw::LatencySpike | FaultKindRaw::SlowConnects => &["factor", "duration"],
+            FaultKindRaw::ConnectFailures => &["probability", "duration"],
+        }
+    }
+}
+
+/// One `[[faults]]` entry. Exactly one of `at` and `rate_per_hour`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRaw {
+    pub kind: FaultKindRaw,
+    /// Happens once at this simulated time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Dur>,
+    /// Happens at random, this many times per simulated hour on average.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_hour: Option<f64>,
+    /// restart: how long connects are refused. Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime: Option<Dur>,
+    /// drop_connections: how many backends break (or `fraction`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// drop_connections: which fraction of the backends breaks (or `count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    /// latency_spike, slow_connects: the multiplier (> 0). Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    /// connect_failures: probability that a connect fails. Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    /// latency_spike, slow_connects, connect_failures: how long. Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Dur>,
+}
+
+impl FaultRaw {
+    fn present(&self) -> [(&'static str, bool); 6] {
+        [
+            ("downtime", self.downtime.is_some()),
+            ("count", self.count.is_some()),
+            ("fraction", self.fraction.is_some()),
+            ("factor", self.factor.is_some()),
+            ("probability", self.probability.is_some()),
+            ("duration", self.duration.is_some()),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -386,8 +564,20 @@ impl Default for PriorityMixRaw {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseRaw {
+    /// A connect-latency preset: local_socket, loopback_tcp, tls_in_region,
+    /// cross_region (exclusive with `connect_latency`). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<ConnectPreset>,
     /// Time to open a connection. Default: constant 0s.
     pub connect_latency: Option<DistRaw>,
+    /// Round trip added to each query's hold time, and the time a check
+    /// takes. Default "0s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_overhead: Option<Dur>,
+    /// What a refused connect (max_connections, server down) costs.
+    /// Default: the preset's round trip, else "1ms".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal_latency: Option<Dur>,
     /// Server connection limit; connects beyond it are refused. Default 100.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
@@ -406,7 +596,10 @@ fn default_max_connections() -> u32 {
 impl Default for DatabaseRaw {
     fn default() -> Self {
         DatabaseRaw {
+            connect: None,
             connect_latency: None,
+            query_overhead: None,
+            refusal_latency: None,
             max_connections: default_max_connections(),
             usl_sigma: 0.0,
             usl_kappa: 0.0,
@@ -429,6 +622,10 @@ pub struct RunRaw {
     /// Finish requests still in flight after the last arrival. Default true.
     #[serde(default = "default_true")]
     pub drain: bool,
+    /// A fault's recovery ends at the first checkout (in every instance)
+    /// that waited at most this. Default "100ms".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_wait: Option<Dur>,
 }
 
 fn default_max_events() -> u64 {
@@ -451,6 +648,7 @@ impl Default for RunRaw {
             max_sim_time: default_max_sim_time(),
             sample_interval: default_sample_interval(),
             drain: true,
+            recovery_wait: None,
         }
     }
 }
@@ -489,12 +687,28 @@ pub struct WorkloadSpec {
     /// Where the requests come from.
     pub source: SourceSpec,
     pub database: DatabaseModel,
+    /// Round trips (`database.query_overhead`, `database.refusal_latency`).
+    pub wire: Wire,
+    /// `[app]`: application instances (>= 1) and how requests reach them.
+    pub instances: u32,
+    pub balance: Balance,
+    pub faults: Vec<FaultSpec>,
     pub run: RunOptions,
     pub effective: serde_json::Value,
     pub hash: String,
 }
 
 impl WorkloadSpec {
+    /// The world the pools run in: database, round trips, balance, faults.
+    pub fn world(&self) -> World {
+        World {
+            database: self.database.clone(),
+            wire: self.wire,
+            balance: self.balance,
+            faults: self.faults.clone(),
+        }
+    }
+
     /// Loads a workload document. Paths in it (`arrivals.path`,
     /// `service.path`, `arrivals.rules`) are relative to the document's
     /// directory when the document is a file, else to the current directory.
@@ -675,10 +889,40 @@ fn validate(
     }
     let write_fraction = fraction(loc, "write_fraction", raw.write_fraction)?;
     let db = &raw.database;
-    let connect_latency = match &db.connect_latency {
-        Some(d) => dist(loc, "database.connect_latency", d)?,
-        None => DurationDist::Constant { value_ns: 0 },
+    let connect_latency = match (&db.connect_latency, db.connect) {
+        (Some(_), Some(_)) => return Err(loc.invalid_related(
+            "database.connect_latency",
+            &["database.connect"],
+            "expected either `connect` (a preset) or `connect_latency` (a distribution), not both",
+        )),
+        (Some(d), None) => dist(loc, "database.connect_latency", d)?,
+        (None, Some(p)) => p.connect_latency(),
+        (None, None) => DurationDist::Constant { value_ns: 0 },
     };
+    let wire = Wire {
+        query_overhead: db.query_overhead.map_or(SimDuration::ZERO, |d| d.0),
+        refusal_latency: match (db.refusal_latency, db.connect) {
+            (Some(d), _) => d.0,
+            (None, Some(p)) => p.round_trip(),
+            (None, None) => Wire::default().refusal_latency,
+        },
+    };
+    if raw.app.instances == 0 || raw.app.instances > u16::MAX as u32 {
+        return Err(loc.invalid(
+            "app.instances",
+            format!(
+                "expected 1 to {} application instances, got {}",
+                u16::MAX,
+                raw.app.instances
+            ),
+        ));
+    }
+    let faults = raw
+        .faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| fault_spec(ctx, i, f))
+        .collect::<Result<Vec<_>, _>>()?;
     if db.max_connections == 0 {
         return Err(loc.invalid("database.max_connections", "expected at least 1, got 0"));
     }
@@ -759,6 +1003,9 @@ fn validate(
         horizon: duration,
         drain: r.drain,
         check_invariants: false,
+        recovery_wait: r
+            .recovery_wait
+            .map_or(RunOptions::default().recovery_wait, |d| d.0),
     };
     raw.name = Some(name.clone());
     let mut effective = serde_json::to_value(&raw).expect("workload serializes");
@@ -783,10 +1030,163 @@ fn validate(
             usl_sigma: db.usl_sigma,
             usl_kappa: db.usl_kappa,
         },
+        wire,
+        instances: raw.app.instances,
+        balance: raw.app.balance,
+        faults,
         run,
         effective,
         hash,
     })
+}
+
+/// Where key `key` of the `index`-th `[[faults]]` entry is (the generic
+/// locator does not descend into arrays of tables).
+fn fault_origin(ctx: &LoadCtx, index: usize, key: &str) -> Origin {
+    let generic = ctx.loc.origin(&format!("faults.{key}"));
+    if matches!(generic, Origin::Override { .. }) {
+        return generic;
+    }
+    let found = (|| {
+        let root = toml::de::DeTable::parse(&ctx.doc.text).ok()?;
+        let (k, v) = root
+            .get_ref()
+            .iter()
+            .find(|(k, _)| k.get_ref() == "faults")?;
+        let toml::de::DeValue::Array(items) = v.get_ref() else {
+            return Some(k.span().start);
+        };
+        let item = items.get(index)?;
+        let toml::de::DeValue::Table(t) = item.get_ref() else {
+            return Some(item.span().start);
+        };
+        match t.iter().find(|(k, _)| k.get_ref() == key) {
+            Some((k, _)) => Some(k.span().start),
+            // A missing key: the entry's first key.
+            None => t.iter().map(|(k, _)| k.span().start).min(),
+        }
+    })();
+    match found {
+        Some(offset) => {
+            let (line, column) = super::line_col(&ctx.doc.text, offset);
+            Origin::File {
+                file: ctx.doc.name.clone(),
+                line,
+                column,
+            }
+        }
+        None => generic,
+    }
+}
+
+/// Validates one `[[faults]]` entry.
+fn fault_spec(ctx: &LoadCtx, index: usize, f: &FaultRaw) -> Result<FaultSpec, ConfigError> {
+    let err = |key: &str, message: String| ConfigError::Invalid {
+        origin: fault_origin(ctx, index, key),
+        key: format!("faults[{index}].{key}"),
+        message,
+    };
+    let kind = f.kind.name();
+    let allowed = f.kind.keys();
+    for (key, set) in f.present() {
+        if set && !allowed.contains(&key) {
+            return Err(err(
+                key,
+                format!(
+                    "does not apply to kind = \"{kind}\" (it takes: {})",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    let timing = match (f.at, f.rate_per_hour) {
+        (Some(at), None) => FaultTiming::At(at.0),
+        (None, Some(r)) if r.is_finite() && r > 0.0 => FaultTiming::Rate { per_hour: r },
+        (None, Some(r)) => {
+            return Err(err(
+                "rate_per_hour",
+                format!("expected a positive rate (faults per simulated hour), got {r}"),
+            ))
+        }
+        _ => {
+            return Err(err(
+                "at",
+                "expected exactly one of `at` (a time such as \"2m\") and `rate_per_hour` (a positive number)"
+                    .to_string(),
+            ))
+        }
+    };
+    let positive = |key: &str, v: Option<Dur>| match v {
+        Some(d) if d.0 .0 > 0 => Ok(d.0),
+        Some(_) => Err(err(key, "expected a positive duration, got 0s".to_string())),
+        None => Err(err(
+            key,
+            format!("kind = \"{kind}\" needs `{key}` (a duration such as \"30s\")"),
+        )),
+    };
+    let factor = || match f.factor {
+        Some(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Some(x) => Err(err(
+            "factor",
+            format!("expected a positive factor, got {x}"),
+        )),
+        None => Err(err(
+            "factor",
+            format!("kind = \"{kind}\" needs `factor` (a multiplier such as 5.0)"),
+        )),
+    };
+    let kind = match f.kind {
+        FaultKindRaw::Restart => FaultKind::Restart {
+            downtime: positive("downtime", f.downtime)?,
+        },
+        FaultKindRaw::DropConnections => match (f.count, f.fraction) {
+            (Some(c), None) if c > 0 => FaultKind::DropConnections(DropAmount::Count(c)),
+            (None, Some(x)) if x.is_finite() && x > 0.0 && x <= 1.0 => {
+                FaultKind::DropConnections(DropAmount::Fraction(x))
+            }
+            (Some(_), None) => return Err(err("count", "expected at least 1, got 0".to_string())),
+            (None, Some(x)) => {
+                return Err(err(
+                    "fraction",
+                    format!("expected a fraction in (0, 1], got {x}"),
+                ))
+            }
+            _ => {
+                return Err(err(
+                    "count",
+                    "kind = \"drop_connections\" needs exactly one of `count` and `fraction`"
+                        .to_string(),
+                ))
+            }
+        },
+        FaultKindRaw::LatencySpike => FaultKind::LatencySpike {
+            factor: factor()?,
+            duration: positive("duration", f.duration)?,
+        },
+        FaultKindRaw::SlowConnects => FaultKind::SlowConnects {
+            factor: factor()?,
+            duration: positive("duration", f.duration)?,
+        },
+        FaultKindRaw::ConnectFailures => FaultKind::ConnectFailures {
+            probability: match f.probability {
+                Some(p) if p.is_finite() && (0.0..=1.0).contains(&p) => p,
+                Some(p) => {
+                    return Err(err(
+                        "probability",
+                        format!("expected a probability in [0, 1], got {p}"),
+                    ))
+                }
+                None => {
+                    return Err(err(
+                        "probability",
+                        "kind = \"connect_failures\" needs `probability` (e.g. 0.5)".to_string(),
+                    ))
+                }
+            },
+            duration: positive("duration", f.duration)?,
+        },
+    };
+    Ok(FaultSpec { kind, timing })
 }
 
 /// The recorded-trace source: prepare (import, check) the file, build the

@@ -202,6 +202,18 @@ pub struct PoolCounters {
     pub shrink_events: u64,
 }
 
+impl PoolCounters {
+    /// Connections closed for any reason.
+    pub fn closed(&self) -> u64 {
+        self.closed_shrink
+            + self.closed_end_of_run
+            + self.closed_broken
+            + self.closed_idle
+            + self.closed_lifetime
+            + self.closed_max_uses
+    }
+}
+
 /// Time integrals (value x nanoseconds), updated at every state change.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Integrals {
@@ -250,6 +262,13 @@ pub struct WindowCounts {
     pub completed: u64,
     pub timed_out: u64,
     pub rejected: u64,
+    /// Requests failed (query errors, failed caller connects).
+    pub failed: u64,
+    /// Connections opened, and closed for any reason.
+    pub opened: u64,
+    pub closed: u64,
+    /// Failed health checks, keepalives and validations.
+    pub checks_failed: u64,
 }
 
 impl WindowCounts {
@@ -259,6 +278,10 @@ impl WindowCounts {
             completed: self.completed - e.completed,
             timed_out: self.timed_out - e.timed_out,
             rejected: self.rejected - e.rejected,
+            failed: self.failed - e.failed,
+            opened: self.opened - e.opened,
+            closed: self.closed - e.closed,
+            checks_failed: self.checks_failed - e.checks_failed,
         }
     }
 }

@@ -179,13 +179,27 @@ pub const DEFAULT_OBJECTIVE: &str = "pool.connection_seconds";
 pub const DEFAULT_CONSTRAINTS: &[&str] = &["acquire_wait_ms.p99 <= 50", "p_timeout <= 0.001"];
 pub const DEFAULT_PARETO: [&str; 2] = ["pool.connection_seconds", "acquire_wait_ms.p99"];
 
-/// The free axes used when none are given: a threshold policy's bounds,
-/// thresholds, interval, step and signal; a fixed pool's size.
+/// The free axes used when none are given, by sizing rule: a fixed pool's
+/// size; a threshold policy's bounds, thresholds, interval, step and signal;
+/// for the other rules their bounds (min and start together, so a file that
+/// sets `size.initial` stays valid) and their main knob.
 pub fn default_space(base: &PolicySpec) -> Vec<String> {
+    use crate::config::policy::Sizing;
     let max = base.pool.max.max(10);
-    match base.rule {
-        crate::config::policy::Rule::Fixed => vec![format!("size.min,size.max=1..{}", 2 * max)],
-        crate::config::policy::Rule::Threshold(_) => vec![
+    let bounds = || {
+        vec![
+            format!("size.min,size.initial=1..{max}"),
+            format!("size.max={max}..{}", 2 * max),
+        ]
+    };
+    let with = |extra: &[&str]| {
+        let mut axes = bounds();
+        axes.extend(extra.iter().map(|s| s.to_string()));
+        axes
+    };
+    match &base.sizing {
+        Sizing::Fixed => vec![format!("size.min,size.max=1..{}", 2 * max)],
+        Sizing::Threshold(..) => vec![
             format!("size.min=1..{max}"),
             format!("size.max=2..{max}"),
             "resize.scale_up=0.5..0.95:0.05".into(),
@@ -194,6 +208,17 @@ pub fn default_space(base: &PolicySpec) -> Vec<String> {
             "resize.step=1..4".into(),
             "resize.signal=instant,window_mean".into(),
         ],
+        Sizing::Demand => vec![format!("size.max=1..{}", 2 * max)],
+        Sizing::Reserve(_) => vec![
+            format!("size.max=2..{}", 2 * max),
+            "resize.reserve_size=0..10".into(),
+            "resize.reserve_timeout=1s,2s,5s,10s".into(),
+        ],
+        Sizing::Aimd(_) => with(&["resize.backoff_ratio=0.5..0.95:0.05"]),
+        Sizing::Vegas(_) => with(&["resize.smoothing=0.2..1:0.2"]),
+        Sizing::Gradient(_) | Sizing::Gradient2(_) => with(&["resize.tolerance=1.0..3.0:0.5"]),
+        Sizing::Envoy(_) => with(&["resize.buffer=0.1..0.5:0.05"]),
+        Sizing::Flexy(_) => with(&["resize.max_overflow=0..10"]),
     }
 }
 

@@ -10,10 +10,10 @@
 //!    requested): what a live query holds its connection beyond its service
 //!    time. The spread matters: `pg_sleep` waits in whole milliseconds
 //!    (rounded up), so a whole-millisecond probe would hide about 0.5 ms of
-//!    overshoot that a trace's fractional service times pay. The simulator
-//!    has no such term; it is reported so the user can judge it against the
-//!    service times (about 1 ms on the project's machine, 1-2 % of a 60 ms
-//!    query).
+//!    overshoot that a trace's fractional service times pay. The mean of
+//!    the 5-15 ms probes' overhead is written as `database.query_overhead`,
+//!    the round trip the simulator adds to each query's hold time (about
+//!    1 ms on the project's machine, 1-2 % of a 60 ms query).
 //! 3. **Throughput vs concurrency** for a CPU-bound statement
 //!    (`SELECT count(*) FROM generate_series(1, $1)`, sized to take about
 //!    `cpu_query` alone), closed loop at each concurrency level, and the
@@ -463,6 +463,11 @@ pub fn database_table(c: &Calibration, contention: bool) -> toml::Table {
     );
     let mut db = toml::Table::new();
     db.insert("connect_latency".into(), latency.into());
+    // The mean: what the hold times, hence utilization and queueing, add up.
+    db.insert(
+        "query_overhead".into(),
+        dur(c.sleep_overhead_ms.mean.max(0.0)).into(),
+    );
     let usable = c
         .max_connections
         .saturating_sub(c.superuser_reserved_connections)
@@ -485,7 +490,7 @@ pub fn comment(c: &Calibration, contention: bool) -> String {
          # connect (+ auth + prepare): p50 {:.3} ms, p99 {:.3} ms over {} connects;\n\
          #   lognormal fit median {:.3} ms, sigma {:.3}.\n\
          # query round trip (pg_sleep(0)): p50 {:.3} ms; pg_sleep(5..15 ms) overhead mean {:.3} ms\n\
-         #   (the simulator has no per-query overhead term: compare with the service times).\n\
+         #   (query_overhead: that mean, added to each query's hold time by the simulator).\n\
          # max_connections {} - {} reserved for superusers.\n",
         c.database,
         c.server_version,

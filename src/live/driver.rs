@@ -16,7 +16,7 @@ use super::clock::{LiveClock, Stopwatch};
 use super::conninfo::Target;
 use super::{LiveError, LiveReport, LIVE_SCHEMA, STATEMENT};
 use crate::core::metrics::{CloseReason, Latency, SampleSink};
-use crate::core::policy::{Decision, Policy};
+use crate::core::policy::Policy;
 use crate::core::pool::{ConnId, Effect, Pool, PoolConfig};
 use crate::core::request::{Priority, Request};
 use crate::rng::SeedTree;
@@ -40,12 +40,6 @@ pub struct LiveOptions {
     /// transaction mode, such as PgBouncer before 1.21, where a connection's
     /// prepared statements do not follow it from one transaction to the next).
     pub prepared: bool,
-    /// While the pool is below its target (connects failed, connections
-    /// broke), ask it to reconcile this often, so that it recovers from a
-    /// server restart even under a policy that never ticks (fixed). Never
-    /// fires while the pool is at its target, so a run without faults does
-    /// exactly what the simulator does.
-    pub reconnect_interval: Duration,
 }
 
 impl Default for LiveOptions {
@@ -55,7 +49,6 @@ impl Default for LiveOptions {
             shutdown_grace: Duration::from_secs(5),
             seed: 0,
             prepared: true,
-            reconnect_interval: Duration::from_secs(1),
         }
     }
 }
@@ -88,6 +81,12 @@ enum IoEvent {
         result: Result<(), String>,
         rtt: SimDuration,
     },
+    /// A check asked with `Effect::Check` ended (`ok`: answered in time).
+    Checked {
+        conn: ConnId,
+        client: Client,
+        ok: bool,
+    },
     Closed {
         conn: ConnId,
     },
@@ -107,8 +106,11 @@ struct Slot {
     /// The tokio-postgres connection future's task.
     task: Option<JoinHandle<()>>,
     cancel: Option<CancelToken>,
-    /// A query task holds the client.
+    /// A query or check task holds the client.
     busy: bool,
+    /// The task holding the client runs a check, not a request's query
+    /// (not cancelled at an interrupt: it ends within its timeout).
+    checking: bool,
     started: SimTime,
     service: SimDuration,
     /// Which connection the slot holds (a `Lost` for an older one is stale).
@@ -141,6 +143,8 @@ struct Driver<'a> {
     connect_errors: u64,
     refused: u64,
     query_errors: u64,
+    checks: u64,
+    checks_failed: u64,
     errors: Vec<String>,
 }
 
@@ -191,6 +195,8 @@ pub async fn run<S: RequestSource>(
         connect_errors: 0,
         refused: 0,
         query_errors: 0,
+        checks: 0,
+        checks_failed: 0,
         errors: Vec::new(),
     };
     let scale = |t: SimTime| SimTime((t.0 as f64 / live.speed).round() as u64);
@@ -198,8 +204,6 @@ pub async fn run<S: RequestSource>(
     d.apply_effects(SimTime::ZERO);
     let sample_interval = opts.sample_interval.filter(|si| si.0 > 0);
     let mut next_sample = sample_interval.map(|si| SimTime::ZERO + si);
-    let reconnect = SimDuration::from_nanos(live.reconnect_interval.as_nanos().max(1) as u64);
-    let mut next_reconnect = SimTime::ZERO + reconnect;
     let mut last_sample = SimTime::ZERO;
     let mut next: Option<Request> = source.next_request();
     let mut last_arrival = SimTime::ZERO;
@@ -232,7 +236,6 @@ pub async fn run<S: RequestSource>(
             d.wake_at,
             next_sample,
             next.is_none().then_some(end_at),
-            (d.pool.size() < d.pool.target()).then_some(next_reconnect),
         ]
         .into_iter()
         .chain(d.timers)
@@ -279,14 +282,6 @@ pub async fn run<S: RequestSource>(
                     d.pool.wake(now, &mut d.fx);
                     d.apply_effects(now);
                 }
-                if next_reconnect <= now {
-                    if d.pool.size() < d.pool.target() {
-                        events += 1;
-                        d.pool.apply(now, Decision::Hold, &mut d.fx);
-                        d.apply_effects(now);
-                    }
-                    next_reconnect = catch_up(next_reconnect, reconnect, now);
-                }
                 if let (Some(t), Some(si)) = (next_sample, sample_interval) {
                     if t <= now {
                         events += 1;
@@ -331,6 +326,8 @@ pub async fn run<S: RequestSource>(
         errors,
         backends_max,
         connections_lost,
+        checks,
+        checks_failed,
         ..
     } = d;
     drop(tx);
@@ -362,6 +359,8 @@ pub async fn run<S: RequestSource>(
         query_errors,
         connections_closed_broken: counters.closed_broken,
         connections_lost,
+        checks,
+        checks_failed,
         errors,
         queries_cancelled: cancelled,
         connections_aborted: aborted,
@@ -410,7 +409,7 @@ async fn preflight(target: &Target) -> Result<(String, u32), LiveError> {
 
 /// The error with its cause (tokio-postgres puts the server's message in
 /// the source).
-fn error_text(e: &tokio_postgres::Error) -> String {
+pub(crate) fn error_text(e: &tokio_postgres::Error) -> String {
     let mut s = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
@@ -422,6 +421,17 @@ fn error_text(e: &tokio_postgres::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+/// A health check or validation: a trivial query in the simple protocol
+/// (one round trip, no statement), answered within `timeout`.
+pub(crate) async fn check(client: &Client, timeout: SimDuration) -> bool {
+    let query = client.simple_query("SELECT 1");
+    match tokio::time::Instant::now().checked_add(Duration::from_nanos(timeout.0)) {
+        Some(deadline) => matches!(tokio::time::timeout_at(deadline, query).await, Ok(Ok(_))),
+        // Beyond any instant: no bound.
+        None => query.await.is_ok(),
+    }
 }
 
 async fn connect_and_prepare(
@@ -496,7 +506,8 @@ impl Driver<'_> {
                     self.refused += 1;
                 }
                 self.note_error(message);
-                self.pool.connect_failed(now, conn);
+                // The pool retries after its create backoff (a Wake).
+                self.pool.connect_error(now, conn, &mut self.fx);
             }
             IoEvent::QueryDone {
                 conn,
@@ -525,6 +536,21 @@ impl Driver<'_> {
                         self.pool.fail(now, conn, usable, service, &mut self.fx);
                     }
                 }
+            }
+            IoEvent::Checked { conn, client, ok } => {
+                let slot = self.slot(conn);
+                slot.busy = false;
+                slot.checking = false;
+                // A connection the server closed while the check ran fails
+                // it even if the answer raced in.
+                let ok = ok && !client.is_closed();
+                slot.client = Some(client);
+                self.checks += 1;
+                if !ok {
+                    self.checks_failed += 1;
+                }
+                // The pool decides: back to idle, retry, or close and replace.
+                self.pool.checked(now, conn, ok, &mut self.fx);
             }
             IoEvent::Closed { conn } => self.pool.closed(now, conn),
             IoEvent::Lost { conn, generation } => {
@@ -639,8 +665,21 @@ impl Driver<'_> {
                 Effect::Wake { at } => {
                     self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
                 }
-                Effect::Check { .. } => unreachable!("health checks are not run live yet"),
-                // Open loop: nobody waits on the request; the pool counted it.
+                Effect::Check { conn, timeout } => {
+                    let slot = self.slot(conn);
+                    let client = slot.client.take().expect("a checked connection is open");
+                    slot.busy = true;
+                    slot.checking = true;
+                    self.pending_io += 1;
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let ok = check(&client, timeout).await;
+                        let _ = tx.send(IoEvent::Checked { conn, client, ok });
+                    });
+                }
+                // Open loop: nobody waits on the request; the pool counted
+                // it (timed out, rejected, or failed: its connect failed or
+                // it was handed a broken connection).
                 Effect::TimedOut { .. } | Effect::Rejected { .. } | Effect::Failed { .. } => {}
             }
         }
@@ -664,7 +703,7 @@ async fn shutdown(
     let deadline = tokio::time::Instant::now() + grace;
     let cancels: Vec<JoinHandle<()>> = slots
         .iter()
-        .filter(|s| s.busy)
+        .filter(|s| s.busy && !s.checking)
         .filter_map(|s| s.cancel.clone())
         .map(|token| {
             let tls = tls.clone();
@@ -690,7 +729,8 @@ async fn shutdown(
                         drop(client);
                         tasks.push(task);
                     }
-                    IoEvent::QueryDone { conn, client, .. } => {
+                    IoEvent::QueryDone { conn, client, .. }
+                    | IoEvent::Checked { conn, client, .. } => {
                         drop(client);
                         if let Some(t) = slots.get_mut(conn as usize).and_then(|s| s.task.take()) {
                             tasks.push(t);

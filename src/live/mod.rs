@@ -28,6 +28,7 @@ pub mod calibrate;
 pub mod clock;
 pub mod conninfo;
 mod driver;
+pub mod handle;
 pub mod tls;
 
 use std::future::Future;
@@ -43,6 +44,7 @@ use crate::time::SimTime;
 
 pub use conninfo::Target;
 pub use driver::{run, LiveOptions, LiveOutcome};
+pub use handle::{GetError, Guard, HandleOptions, HandleStats, PoolHandle};
 
 /// The statement every request runs, with its service time in seconds.
 pub const STATEMENT: &str = "SELECT pg_sleep($1)";
@@ -111,6 +113,13 @@ pub struct LiveReport {
     pub connections_closed_broken: u64,
     /// Idle connections the server closed (found when their task ended).
     pub connections_lost: u64,
+    /// Checks run on idle connections (health checks, keepalive,
+    /// validation on checkout: `SELECT 1`, simple protocol, bounded by the
+    /// policy's check timeout) and how many failed (error or timeout).
+    #[serde(default)]
+    pub checks: u64,
+    #[serde(default)]
+    pub checks_failed: u64,
     /// The first few distinct error messages (redacted).
     pub errors: Vec<String>,
     /// Cancel requests sent to queries still running at an interrupt.

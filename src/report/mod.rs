@@ -97,30 +97,93 @@ const COLUMNS: &[Column] = &[
     },
 ];
 
-fn header_line(s: &Summary) -> String {
-    format!(
-        "scenario {} · seed {} · trace {} ({}) · {} {}",
-        s.scenario,
-        s.seed,
-        s.trace.name,
-        s.trace.hash,
-        s.runs.len(),
-        if s.runs.len() == 1 {
-            "policy"
-        } else {
-            "policies"
-        }
-    )
+/// The world table (failures, refusals, connect overhead, faults): shown
+/// under the comparison when some run has more than one instance, faults,
+/// failed requests, refusals or failed checks (absent otherwise, so plain
+/// runs print as before).
+const WORLD_COLUMNS: &[Column] = &[
+    Column {
+        title: "policy",
+        right: false,
+        cell: |r| r.policy.name.clone(),
+    },
+    Column {
+        title: "instances",
+        right: true,
+        cell: |r| r.instances.to_string(),
+    },
+    Column {
+        title: "failed",
+        right: true,
+        cell: |r| thousands(r.requests.failed),
+    },
+    Column {
+        title: "rejected",
+        right: true,
+        cell: |r| thousands(r.requests.rejected),
+    },
+    Column {
+        title: "refused",
+        right: true,
+        cell: |r| thousands(r.database.connects_refused + r.database.connects_refused_down),
+    },
+    Column {
+        title: "backends max",
+        right: true,
+        cell: |r| r.database.backends_max.to_string(),
+    },
+    Column {
+        title: "connect ms/req",
+        right: true,
+        cell: |r| format!("{:.3}", r.pool.connect_time_per_request_ms),
+    },
+    Column {
+        title: "checks failed",
+        right: true,
+        cell: |r| format!("{}/{}", r.health.checks_failed, r.health.checks_run),
+    },
+    Column {
+        title: "faults",
+        right: true,
+        cell: |r| r.faults.len().to_string(),
+    },
+    Column {
+        title: "recovery max s",
+        right: true,
+        cell: |r| {
+            if r.faults.is_empty() {
+                "-".to_string()
+            } else if r.faults.iter().any(|f| f.recovery_s.is_none()) {
+                "never".to_string()
+            } else {
+                let worst = r
+                    .faults
+                    .iter()
+                    .filter_map(|f| f.recovery_s)
+                    .fold(0.0, f64::max);
+                format!("{worst:.2}")
+            }
+        },
+    },
+];
+
+fn has_world(s: &Summary) -> bool {
+    s.runs.iter().any(|r| {
+        r.instances > 1
+            || !r.faults.is_empty()
+            || r.requests.failed > 0
+            || r.database.connects_refused + r.database.connects_refused_down > 0
+            || r.health.checks_failed > 0
+    })
 }
 
-/// The comparison table as aligned plain text.
-pub fn table(s: &Summary) -> String {
+fn aligned(s: &Summary, columns: &[Column]) -> String {
     let cells: Vec<Vec<String>> = s
         .runs
         .iter()
-        .map(|r| COLUMNS.iter().map(|c| (c.cell)(r)).collect())
+        .map(|r| columns.iter().map(|c| (c.cell)(r)).collect())
         .collect();
-    let widths: Vec<usize> = COLUMNS
+    let widths: Vec<usize> = columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -137,7 +200,7 @@ pub fn table(s: &Summary) -> String {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                if COLUMNS[i].right {
+                if columns[i].right {
                     format!("{v:>w$}", w = widths[i])
                 } else {
                     format!("{v:<w$}", w = widths[i])
@@ -146,9 +209,7 @@ pub fn table(s: &Summary) -> String {
             .collect();
         parts.join("  ").trim_end().to_string()
     };
-    let mut out = header_line(s);
-    out.push('\n');
-    out.push_str(&fmt_row(COLUMNS.iter().map(|c| c.title).collect()));
+    let mut out = fmt_row(columns.iter().map(|c| c.title).collect());
     out.push('\n');
     for row in &cells {
         out.push_str(&fmt_row(row.iter().map(|v| v.as_str()).collect()));
@@ -157,24 +218,63 @@ pub fn table(s: &Summary) -> String {
     out
 }
 
-/// The comparison table as Markdown (for pull-request comments).
-pub fn markdown(s: &Summary) -> String {
-    let mut out = format!("**pooltune** {}\n\n", header_line(s));
-    out.push('|');
-    for c in COLUMNS {
+fn markdown_table(s: &Summary, columns: &[Column]) -> String {
+    let mut out = String::from("|");
+    for c in columns {
         out.push_str(&format!(" {} |", c.title));
     }
     out.push_str("\n|");
-    for c in COLUMNS {
+    for c in columns {
         out.push_str(if c.right { " ---: |" } else { " :--- |" });
     }
     out.push('\n');
     for r in &s.runs {
         out.push('|');
-        for c in COLUMNS {
+        for c in columns {
             out.push_str(&format!(" {} |", (c.cell)(r).replace('|', "\\|")));
         }
         out.push('\n');
+    }
+    out
+}
+
+fn header_line(s: &Summary) -> String {
+    format!(
+        "scenario {} · seed {} · trace {} ({}) · {} {}",
+        s.scenario,
+        s.seed,
+        s.trace.name,
+        s.trace.hash,
+        s.runs.len(),
+        if s.runs.len() == 1 {
+            "policy"
+        } else {
+            "policies"
+        }
+    )
+}
+
+/// The comparison table as aligned plain text (and the world table, see
+/// [`WORLD_COLUMNS`]).
+pub fn table(s: &Summary) -> String {
+    let mut out = header_line(s);
+    out.push('\n');
+    out.push_str(&aligned(s, COLUMNS));
+    if has_world(s) {
+        out.push('\n');
+        out.push_str(&aligned(s, WORLD_COLUMNS));
+    }
+    out
+}
+
+/// The comparison table as Markdown (for pull-request comments), and the
+/// world table when it applies.
+pub fn markdown(s: &Summary) -> String {
+    let mut out = format!("**pooltune** {}\n\n", header_line(s));
+    out.push_str(&markdown_table(s, COLUMNS));
+    if has_world(s) {
+        out.push('\n');
+        out.push_str(&markdown_table(s, WORLD_COLUMNS));
     }
     out
 }

@@ -9,6 +9,8 @@ use crate::core::pool::ConnId;
 use crate::core::request::Priority;
 use crate::time::SimTime;
 
+/// Events name the application instance (`inst`) whose pool they concern.
+///
 /// Same-time order. A query that ends at the instant a waiter's deadline
 /// passes frees its connection first, so that waiter is served; arrivals see
 /// the state after completions, opens and timeouts; the policy and the
@@ -18,34 +20,68 @@ use crate::time::SimTime;
 pub enum Phase {
     Release = 0,
     Connect = 1,
-    Timeout = 2,
-    Arrival = 3,
-    Policy = 4,
-    Sample = 5,
+    /// Faults begin and end after the instant's completions and connects.
+    Fault = 2,
+    Timeout = 3,
+    Arrival = 4,
+    Policy = 5,
+    Sample = 6,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A query ended on this connection (independent service).
-    QueryDone(ConnId),
+    /// A query ended on this connection (independent service; stale if a
+    /// break failed the query, see `Database::done`).
+    QueryDone {
+        inst: u16,
+        conn: ConnId,
+    },
+    /// A query started on a broken backend fails (after one round trip).
+    QueryFailed {
+        inst: u16,
+        conn: ConnId,
+    },
+    /// A check answers; `in_time` false when it timed out.
+    CheckDone {
+        inst: u16,
+        conn: ConnId,
+        in_time: bool,
+    },
     /// The shared-database model's next completion (stale if its generation
     /// is not the database's current one).
     DbWake(u32),
-    ConnectDone(ConnId),
-    ConnectFailed(ConnId),
-    Timeout(Priority),
+    ConnectDone {
+        inst: u16,
+        conn: ConnId,
+    },
+    ConnectFailed {
+        inst: u16,
+        conn: ConnId,
+    },
+    /// The `[[faults]]` entry with this index happens.
+    FaultStart(u32),
+    /// The fault occurrence with this record index ends.
+    FaultEnd(u32),
+    Timeout {
+        inst: u16,
+        priority: Priority,
+    },
     /// The pool asked to be woken (its policy tick and lifecycle timers).
-    PoolWake,
+    PoolWake(u16),
     Sample,
 }
 
 impl Event {
     pub fn phase(self) -> Phase {
         match self {
-            Event::QueryDone(_) | Event::DbWake(_) => Phase::Release,
-            Event::ConnectDone(_) | Event::ConnectFailed(_) => Phase::Connect,
-            Event::Timeout(_) => Phase::Timeout,
-            Event::PoolWake => Phase::Policy,
+            Event::QueryDone { .. }
+            | Event::QueryFailed { .. }
+            | Event::CheckDone { .. }
+            | Event::DbWake(_) => Phase::Release,
+            Event::ConnectDone { .. } | Event::ConnectFailed { .. } => Phase::Connect,
+            Event::FaultStart(_) | Event::FaultEnd(_) => Phase::Fault,
+            Event::Timeout { .. } => Phase::Timeout,
+            Event::PoolWake(_) => Phase::Policy,
             Event::Sample => Phase::Sample,
         }
     }
@@ -129,21 +165,33 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
+    fn an_event_stays_eight_bytes() {
+        // The heap entry is time + key + event: keep it at 24 bytes.
+        assert_eq!(std::mem::size_of::<Event>(), 8);
+    }
+
+    #[test]
     fn pops_by_time_then_phase_then_insertion() {
         let mut q = EventQueue::new();
         q.push(SimTime(5), Event::Sample);
-        q.push(SimTime(5), Event::QueryDone(1));
-        q.push(SimTime(5), Event::QueryDone(2));
-        q.push(SimTime(3), Event::PoolWake);
-        q.push(SimTime(5), Event::Timeout(Priority::Low));
+        q.push(SimTime(5), Event::QueryDone { inst: 0, conn: 1 });
+        q.push(SimTime(5), Event::QueryDone { inst: 1, conn: 2 });
+        q.push(SimTime(3), Event::PoolWake(0));
+        let low = Event::Timeout {
+            inst: 0,
+            priority: Priority::Low,
+        };
+        q.push(SimTime(5), low);
+        q.push(SimTime(5), Event::FaultStart(0));
         let order: Vec<Event> = std::iter::from_fn(|| q.pop().map(|e| e.event)).collect();
         assert_eq!(
             order,
             vec![
-                Event::PoolWake,
-                Event::QueryDone(1),
-                Event::QueryDone(2),
-                Event::Timeout(Priority::Low),
+                Event::PoolWake(0),
+                Event::QueryDone { inst: 0, conn: 1 },
+                Event::QueryDone { inst: 1, conn: 2 },
+                Event::FaultStart(0),
+                low,
                 Event::Sample
             ]
         );
@@ -162,9 +210,9 @@ mod tests {
                 let t = rng.random_range(0..1000u64);
                 let c: u32 = rng.random_range(0..100);
                 let ev = if c.is_multiple_of(2) {
-                    Event::QueryDone(c)
+                    Event::QueryDone { inst: 0, conn: c }
                 } else {
-                    Event::ConnectDone(c)
+                    Event::ConnectDone { inst: 0, conn: c }
                 };
                 q.push(SimTime(t), ev);
                 shadow.insert((t, ev.phase() as u8, seq), c);
@@ -174,7 +222,9 @@ mod tests {
                 let e = q.pop().unwrap();
                 assert_eq!(e.time.0, k.0);
                 match e.event {
-                    Event::QueryDone(x) | Event::ConnectDone(x) => assert_eq!(x, c),
+                    Event::QueryDone { conn, .. } | Event::ConnectDone { conn, .. } => {
+                        assert_eq!(conn, c)
+                    }
                     _ => unreachable!(),
                 }
             }

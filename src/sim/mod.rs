@@ -1,24 +1,30 @@
 //! The simulated driver: virtual time, an event heap, the trace merged in
-//! through a cursor, and the simulated database. It runs the same pool and
-//! policy code as the live driver.
+//! through a cursor, one pool per application instance, the simulated
+//! database they share, and faults. It runs the same pool and policy code as
+//! the live driver.
 //!
 //! A run is a pure function of its inputs and seed: no clock, no OS entropy,
 //! no hash-map order. Every run is bounded by `max_events` and `max_sim_time`.
 
 pub mod db;
 pub mod event;
+pub mod fault;
 pub mod queueing;
 
-use crate::core::metrics::SampleSink;
+use rand::Rng;
+use rand_distr::{Distribution, Exp};
+
+use crate::core::metrics::{Sample, SampleSink};
 use crate::core::policy::Policy;
 use crate::core::pool::{Effect, Pool, PoolConfig};
 use crate::error::SimError;
-use crate::rng::SeedTree;
+use crate::rng::{SeedTree, Stream};
 use crate::time::{SimDuration, SimTime};
 use crate::trace::RequestSource;
 
-pub use db::{Database, DatabaseModel};
+pub use db::{Database, DatabaseModel, DbStats, Wire};
 use event::{Event, EventQueue, Phase};
+pub use fault::{DropAmount, FaultKind, FaultRecord, FaultSpec, FaultTiming};
 
 /// How a run is bounded and observed.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -37,6 +43,9 @@ pub struct RunOptions {
     pub drain: bool,
     /// Check the pool's invariants after every event (slower; tests).
     pub check_invariants: bool,
+    /// A fault's recovery ends when every instance has handed a request a
+    /// working connection after a wait of at most this (see [`fault`]).
+    pub recovery_wait: SimDuration,
 }
 
 impl Default for RunOptions {
@@ -48,47 +57,157 @@ impl Default for RunOptions {
             horizon: None,
             drain: true,
             check_invariants: false,
+            recovery_wait: SimDuration::from_millis(100),
         }
     }
 }
 
-/// What a finished run hands to the summary.
+/// How arrivals are spread over application instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Request i goes to instance i mod N (a load balancer's default).
+    #[default]
+    RoundRobin,
+    /// Each request to an instance drawn uniformly (seeded stream `balance`).
+    Random,
+}
+
+/// Everything around the pools: the database, the wire, how requests reach
+/// the instances, and the faults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct World {
+    pub database: DatabaseModel,
+    pub wire: Wire,
+    pub balance: Balance,
+    pub faults: Vec<FaultSpec>,
+}
+
+impl World {
+    /// A plain database: no round trip, no faults.
+    pub fn plain(database: DatabaseModel) -> World {
+        World {
+            database,
+            wire: Wire::default(),
+            balance: Balance::RoundRobin,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// What a finished single-pool run hands to the summary.
 pub struct RunOutcome {
     /// The pool at the end, with all its metrics.
     pub pool: Pool<SimDuration>,
     /// Simulated end time.
     pub end: SimTime,
     pub events: u64,
+    /// Connects refused (max_connections reached, or server down).
     pub db_refused: u64,
     pub db_backends_max: u32,
     pub seed: u64,
 }
 
-/// Runs one simulation.
+/// What a finished run of the whole world hands to the summary.
+pub struct WorldOutcome {
+    /// One pool per application instance, at the end, with its metrics.
+    pub pools: Vec<Pool<SimDuration>>,
+    pub end: SimTime,
+    pub events: u64,
+    pub seed: u64,
+    pub db: DbStats,
+    /// Every fault occurrence, in the order they began.
+    pub faults: Vec<FaultRecord>,
+}
+
+/// Runs one pool against a plain database (no round trip, no faults): the
+/// queueing models, the validation suite and the benchmark.
 pub fn simulate<S: RequestSource>(
     pool_config: &PoolConfig,
     policy: Box<dyn Policy>,
     db_model: &DatabaseModel,
-    mut source: S,
+    source: S,
     seeds: &SeedTree,
     opts: &RunOptions,
     sink: &mut dyn SampleSink,
 ) -> Result<RunOutcome, SimError> {
+    let world = World::plain(db_model.clone());
+    let mut out = simulate_world(pool_config, vec![policy], &world, source, seeds, opts, sink)?;
+    Ok(RunOutcome {
+        pool: out.pools.pop().expect("one instance"),
+        end: out.end,
+        events: out.events,
+        db_refused: out.db.refused + out.db.refused_down,
+        db_backends_max: out.db.backends_max,
+        seed: out.seed,
+    })
+}
+
+/// Runs the world: one application instance per policy (each its own pool
+/// with `pool_config`, its lifecycle draws from the seeded stream
+/// `pool/<i>`), arrivals spread over them by `world.balance`, one shared
+/// database. The time series gets one row per interval for all instances
+/// together (sums; utilization weighted by size).
+pub fn simulate_world<S: RequestSource>(
+    pool_config: &PoolConfig,
+    policies: Vec<Box<dyn Policy>>,
+    world: &World,
+    mut source: S,
+    seeds: &SeedTree,
+    opts: &RunOptions,
+    sink: &mut dyn SampleSink,
+) -> Result<WorldOutcome, SimError> {
+    let n = policies.len();
+    assert!(
+        (1..=u16::MAX as usize).contains(&n),
+        "1 to 65535 application instances"
+    );
+    let pools = policies
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| Pool::new(pool_config.clone(), p, seeds.indexed("pool", i as u64)))
+        .collect();
     let mut sim = Sim {
-        pool: Pool::new(pool_config.clone(), policy, seeds.stream("pool")),
-        db: Database::new(db_model, seeds),
+        pools,
+        db: Database::new(&world.database, world.wire, n, seeds),
         queue: EventQueue::new(),
         fx: Vec::with_capacity(64),
         now: SimTime::ZERO,
+        faults: world
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (*f, seeds.indexed("fault", i as u64)))
+            .collect(),
+        records: Vec::new(),
+        active: Vec::new(),
+        window_faults: 0,
+        recovering: Vec::new(),
+        recovery_wait: opts.recovery_wait,
+        marks: SampleMarks::default(),
     };
     let seed = seeds.master();
     let max_time = SimTime(opts.max_sim_time.0);
-    sim.pool.start(SimTime::ZERO, &mut sim.fx);
-    sim.apply_effects();
+    for i in 0..n {
+        sim.pools[i].start(SimTime::ZERO, &mut sim.fx);
+        sim.apply_effects(i as u16);
+    }
+    for i in 0..sim.faults.len() {
+        let (spec, rng) = &mut sim.faults[i];
+        let at = match spec.timing {
+            FaultTiming::At(t) => Some(SimTime(t.0)),
+            FaultTiming::Rate { per_hour } => next_occurrence(SimTime::ZERO, per_hour, rng),
+        };
+        if let Some(at) = at {
+            sim.queue.push(at, Event::FaultStart(i as u32));
+        }
+    }
     let sample_interval = opts.sample_interval.filter(|d| d.0 > 0);
     if let Some(si) = sample_interval {
         sim.queue.push(SimTime::ZERO + si, Event::Sample);
     }
+    let mut balance_rng = seeds.stream("balance");
+    let mut next_inst = 0usize;
     let mut last_sample = SimTime::ZERO;
     let mut next = source.next_request();
     let mut last_arrival = SimTime::ZERO;
@@ -101,7 +220,7 @@ pub fn simulate<S: RequestSource>(
             (Some(_), None) => true,
             (None, Some(e)) => {
                 let end = horizon.unwrap_or(last_arrival).max(last_arrival);
-                let done = e.time > end && (!opts.drain || sim.pool.in_flight() == 0);
+                let done = e.time > end && (!opts.drain || sim.in_flight() == 0);
                 if done {
                     break;
                 }
@@ -131,9 +250,20 @@ pub fn simulate<S: RequestSource>(
             }
             sim.now = r.arrival;
             last_arrival = r.arrival;
-            sim.pool
-                .acquire(r.arrival, r.priority, r.service, &mut sim.fx);
-            sim.apply_effects();
+            let inst = if n == 1 {
+                0
+            } else {
+                match world.balance {
+                    Balance::RoundRobin => {
+                        let i = next_inst;
+                        next_inst = if i + 1 == n { 0 } else { i + 1 };
+                        i
+                    }
+                    Balance::Random => balance_rng.random_range(0..n),
+                }
+            };
+            sim.pools[inst].acquire(r.arrival, r.priority, r.service, &mut sim.fx);
+            sim.apply_effects(inst as u16);
             next = source.next_request();
         } else {
             let e = sim.queue.pop().expect("peeked above");
@@ -147,37 +277,70 @@ pub fn simulate<S: RequestSource>(
             sim.now = e.time;
             let now = e.time;
             match e.event {
-                Event::QueryDone(conn) => sim.pool.release(now, conn, &mut sim.fx),
+                Event::QueryDone { inst, conn } => {
+                    if sim.db.done(now, inst, conn) {
+                        sim.pools[inst as usize].release(now, conn, &mut sim.fx);
+                        sim.apply_effects(inst);
+                    }
+                }
                 Event::DbWake(generation) => {
-                    if let Some((conn, next_wake)) = sim.db.wake(now, generation) {
+                    if let Some(((inst, conn), next_wake)) = sim.db.wake(now, generation) {
                         if let Some(c) = next_wake {
                             sim.schedule(c);
                         }
-                        sim.pool.release(now, conn, &mut sim.fx);
+                        sim.pools[inst as usize].release(now, conn, &mut sim.fx);
+                        sim.apply_effects(inst);
                     }
                 }
-                Event::ConnectDone(conn) => sim.pool.connected(now, conn, &mut sim.fx),
-                Event::ConnectFailed(conn) => sim.pool.connect_failed(now, conn),
-                Event::Timeout(p) => sim.pool.expire(now, p, &mut sim.fx),
-                Event::PoolWake => sim.pool.wake(now, &mut sim.fx),
+                Event::QueryFailed { inst, conn } => {
+                    let payload = sim.db.payload(inst, conn);
+                    sim.pools[inst as usize].fail(now, conn, false, payload, &mut sim.fx);
+                    sim.apply_effects(inst);
+                }
+                Event::CheckDone {
+                    inst,
+                    conn,
+                    in_time,
+                } => {
+                    let ok = sim.db.check_answer(inst, conn, in_time);
+                    sim.pools[inst as usize].checked(now, conn, ok, &mut sim.fx);
+                    sim.apply_effects(inst);
+                }
+                Event::ConnectDone { inst, conn } => {
+                    let pool = &mut sim.pools[inst as usize];
+                    if sim.db.connected(inst, conn) {
+                        pool.connected(now, conn, &mut sim.fx);
+                    } else {
+                        pool.connect_error(now, conn, &mut sim.fx);
+                    }
+                    sim.apply_effects(inst);
+                }
+                Event::ConnectFailed { inst, conn } => {
+                    sim.pools[inst as usize].connect_error(now, conn, &mut sim.fx);
+                    sim.apply_effects(inst);
+                }
+                Event::Timeout { inst, priority } => {
+                    sim.pools[inst as usize].expire(now, priority, &mut sim.fx);
+                    sim.apply_effects(inst);
+                }
+                Event::PoolWake(inst) => {
+                    sim.pools[inst as usize].wake(now, &mut sim.fx);
+                    sim.apply_effects(inst);
+                }
+                Event::FaultStart(i) => sim.fault_start(i as usize),
+                Event::FaultEnd(r) => sim.fault_end(r as usize),
                 Event::Sample => {
-                    sink.record(&sim.pool.sample(now));
+                    let s = sim.sample(now);
+                    sink.record(&s);
                     last_sample = now;
                     if let Some(si) = sample_interval {
                         sim.queue.push(now + si, Event::Sample);
                     }
                 }
             }
-            sim.apply_effects();
         }
         if opts.check_invariants {
-            sim.pool
-                .check_invariants()
-                .map_err(|what| SimError::Invariant {
-                    what,
-                    at: sim.now,
-                    seed,
-                })?;
+            sim.check_invariants(seed)?;
         }
     }
 
@@ -187,64 +350,121 @@ pub fn simulate<S: RequestSource>(
         None => sim.now,
     };
     if sample_interval.is_some() && end > last_sample {
-        sink.record(&sim.pool.sample(end));
+        let s = sim.sample(end);
+        sink.record(&s);
     }
     sim.now = end;
-    sim.pool.finish(end, &mut sim.fx);
-    sim.apply_effects();
-    sim.pool
-        .check_invariants()
-        .map_err(|what| SimError::Invariant {
-            what,
-            at: end,
-            seed,
-        })?;
-    Ok(RunOutcome {
+    for i in 0..n {
+        sim.pools[i].finish(end, &mut sim.fx);
+        sim.apply_effects(i as u16);
+    }
+    sim.check_invariants(seed)?;
+    Ok(WorldOutcome {
         end,
         events,
-        db_refused: sim.db.refused,
-        db_backends_max: sim.db.backends_max_seen,
         seed,
-        pool: sim.pool,
+        db: sim.db.stats.clone(),
+        faults: sim.records,
+        pools: sim.pools,
     })
 }
 
+/// The next occurrence of a fault drawn at `per_hour` after `now`.
+fn next_occurrence(now: SimTime, per_hour: f64, rng: &mut Stream) -> Option<SimTime> {
+    let exp = Exp::new(per_hour / 3600.0).ok()?;
+    let gap_s: f64 = exp.sample(rng);
+    Some(now.saturating_add(SimDuration::from_secs_f64(gap_s)))
+}
+
+/// A fault that has ended and whose recovery is being measured.
+struct Recovery {
+    record: usize,
+    since: SimTime,
+    /// Instances that have served since.
+    served: Vec<bool>,
+    left: usize,
+}
+
+/// Counters at the previous sample, for the time series' deltas.
+#[derive(Default)]
+struct SampleMarks {
+    opened: u64,
+    closed: u64,
+    failed: u64,
+    checks_failed: u64,
+    refused: u64,
+}
+
 struct Sim {
-    pool: Pool<SimDuration>,
+    pools: Vec<Pool<SimDuration>>,
     db: Database,
     queue: EventQueue,
     fx: Vec<Effect<SimDuration>>,
     now: SimTime,
+    /// Each `[[faults]]` entry with its stream (occurrence times, choices).
+    faults: Vec<(FaultSpec, Stream)>,
+    records: Vec<FaultRecord>,
+    /// Faults in progress: (record, kind).
+    active: Vec<(usize, FaultKind)>,
+    /// Faults active at some point of the current sample window.
+    window_faults: u32,
+    recovering: Vec<Recovery>,
+    recovery_wait: SimDuration,
+    marks: SampleMarks,
 }
 
 impl Sim {
+    /// Carries out the effects instance `inst`'s pool asked for.
     #[inline]
-    fn apply_effects(&mut self) {
+    fn apply_effects(&mut self, inst: u16) {
         let now = self.now;
         // Index loop: `closed` below needs the pool while effects are read.
         let mut i = 0;
         while i < self.fx.len() {
             match self.fx[i] {
-                Effect::Start { conn, payload, .. } => {
-                    let c = self.db.start(now, conn, payload);
+                Effect::Start {
+                    conn,
+                    payload,
+                    waited,
+                    ..
+                } => {
+                    if !self.recovering.is_empty()
+                        && waited <= self.recovery_wait
+                        && self.db.alive(inst, conn)
+                    {
+                        self.served(inst);
+                    }
+                    let c = self.db.start(now, inst, conn, payload);
                     self.schedule(c);
                 }
                 Effect::Open(conn) => {
-                    let (latency, accepted) = self.db.connect();
-                    let ev = if accepted {
-                        Event::ConnectDone(conn)
+                    let (latency, result) = self.db.connect(inst, conn);
+                    let ev = if result == db::ConnectResult::Accepted {
+                        Event::ConnectDone { inst, conn }
                     } else {
-                        Event::ConnectFailed(conn)
+                        Event::ConnectFailed { inst, conn }
                     };
                     self.queue.push(now + latency, ev);
                 }
                 Effect::Close { conn, .. } => {
-                    self.db.disconnect();
-                    self.pool.closed(now, conn);
+                    self.db.disconnect(inst, conn);
+                    self.pools[inst as usize].closed(now, conn);
                 }
-                Effect::ArmTimer { priority, at } => self.queue.push(at, Event::Timeout(priority)),
-                Effect::Wake { at } => self.queue.push(at, Event::PoolWake),
-                Effect::Check { .. } => unreachable!("health checks are not simulated yet"),
+                Effect::ArmTimer { priority, at } => {
+                    self.queue.push(at, Event::Timeout { inst, priority })
+                }
+                Effect::Wake { at } => self.queue.push(at, Event::PoolWake(inst)),
+                Effect::Check { conn, timeout } => {
+                    let (at, in_time) = self.db.check(now, timeout);
+                    self.queue.push(
+                        at,
+                        Event::CheckDone {
+                            inst,
+                            conn,
+                            in_time,
+                        },
+                    );
+                }
                 Effect::TimedOut { .. } | Effect::Rejected { .. } | Effect::Failed { .. } => {}
             }
             i += 1;
@@ -255,8 +475,220 @@ impl Sim {
     #[inline]
     fn schedule(&mut self, c: db::Completion) {
         match c {
-            db::Completion::At(t, conn) => self.queue.push(t, Event::QueryDone(conn)),
+            db::Completion::At(t, inst, conn) => {
+                self.queue.push(t, Event::QueryDone { inst, conn })
+            }
             db::Completion::Wake(t, g) => self.queue.push(t, Event::DbWake(g)),
+            db::Completion::FailAt(t, inst, conn) => {
+                self.queue.push(t, Event::QueryFailed { inst, conn })
+            }
         }
+    }
+
+    fn in_flight(&self) -> u64 {
+        self.pools.iter().map(|p| p.in_flight()).sum()
+    }
+
+    fn check_invariants(&self, seed: u64) -> Result<(), SimError> {
+        for (i, p) in self.pools.iter().enumerate() {
+            p.check_invariants().map_err(|what| SimError::Invariant {
+                what: if self.pools.len() > 1 {
+                    format!("instance {i}: {what}")
+                } else {
+                    what
+                },
+                at: self.now,
+                seed,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Instance `inst` served a request promptly on a working connection.
+    fn served(&mut self, inst: u16) {
+        let now = self.now;
+        for r in &mut self.recovering {
+            if now >= r.since && !r.served[inst as usize] {
+                r.served[inst as usize] = true;
+                r.left -= 1;
+                if r.left == 0 {
+                    self.records[r.record].recovery_s = Some((now - r.since).as_secs_f64());
+                }
+            }
+        }
+        self.recovering.retain(|r| r.left > 0);
+    }
+
+    /// The `[[faults]]` entry `index` happens now.
+    fn fault_start(&mut self, index: usize) {
+        let now = self.now;
+        let (spec, _) = self.faults[index];
+        let record = self.records.len();
+        let duration = spec.kind.duration();
+        self.records.push(FaultRecord {
+            fault: index,
+            kind: spec.kind.name().to_string(),
+            start_s: now.as_secs_f64(),
+            end_s: (now.saturating_add(duration)).as_secs_f64(),
+            connections_broken: 0,
+            queries_failed: 0,
+            recovery_s: None,
+        });
+        self.window_faults += 1;
+        if duration.0 > 0 {
+            self.active.push((record, spec.kind));
+            self.set_fault_state();
+        }
+        let victims = match spec.kind {
+            FaultKind::Restart { .. } => self.db.live_slots(),
+            FaultKind::DropConnections(amount) => {
+                let mut live = self.db.live_slots();
+                let k = match amount {
+                    DropAmount::Count(c) => (c as usize).min(live.len()),
+                    DropAmount::Fraction(f) => {
+                        ((live.len() as f64 * f).ceil() as usize).min(live.len())
+                    }
+                };
+                // A partial Fisher-Yates shuffle: k distinct backends.
+                let rng = &mut self.faults[index].1;
+                for j in 0..k {
+                    let pick = rng.random_range(j..live.len());
+                    live.swap(j, pick);
+                }
+                live.truncate(k);
+                live
+            }
+            _ => Vec::new(),
+        };
+        if !victims.is_empty() {
+            self.break_backends(record, &victims);
+        }
+        if duration.0 > 0 {
+            self.queue
+                .push(now.saturating_add(duration), Event::FaultEnd(record as u32));
+        } else {
+            self.begin_recovery(record);
+        }
+        if let FaultTiming::Rate { per_hour } = spec.timing {
+            if let Some(at) = next_occurrence(now, per_hour, &mut self.faults[index].1) {
+                self.queue.push(at, Event::FaultStart(index as u32));
+            }
+        }
+    }
+
+    /// The fault occurrence `record` ends now.
+    fn fault_end(&mut self, record: usize) {
+        self.active.retain(|(r, _)| *r != record);
+        self.set_fault_state();
+        self.begin_recovery(record);
+    }
+
+    fn begin_recovery(&mut self, record: usize) {
+        let n = self.pools.len();
+        self.recovering.push(Recovery {
+            record,
+            since: self.now,
+            served: vec![false; n],
+            left: n,
+        });
+    }
+
+    /// The database's fault state from the faults in progress: factors
+    /// multiply, connect failure probabilities combine as independent.
+    fn set_fault_state(&mut self) {
+        let db = &mut self.db;
+        db.down = false;
+        db.service_factor = 1.0;
+        db.connect_factor = 1.0;
+        let mut ok = 1.0;
+        for (_, k) in &self.active {
+            match *k {
+                FaultKind::Restart { .. } => db.down = true,
+                FaultKind::LatencySpike { factor, .. } => db.service_factor *= factor,
+                FaultKind::SlowConnects { factor, .. } => db.connect_factor *= factor,
+                FaultKind::ConnectFailures { probability, .. } => ok *= 1.0 - probability,
+                FaultKind::DropConnections(_) => {}
+            }
+        }
+        db.connect_fail_p = 1.0 - ok;
+    }
+
+    /// Breaks these backends now; the queries running on them fail.
+    fn break_backends(&mut self, record: usize, victims: &[(u16, u32)]) {
+        let now = self.now;
+        let before = self.db.stats.broken;
+        let mut killed = Vec::new();
+        for &(inst, conn) in victims {
+            if let Some(k) = self.db.break_backend(inst, conn) {
+                killed.push(k);
+            }
+        }
+        if let Some(c) = self.db.resync(now) {
+            self.schedule(c);
+        }
+        let r = &mut self.records[record];
+        r.connections_broken += self.db.stats.broken - before;
+        r.queries_failed += killed.len() as u64;
+        for k in killed {
+            self.pools[k.instance as usize].fail(now, k.conn, false, k.payload, &mut self.fx);
+            self.apply_effects(k.instance);
+        }
+    }
+
+    /// One time-series row for every instance together.
+    fn sample(&mut self, now: SimTime) -> Sample {
+        let mut s = self.pools[0].sample(now);
+        let mut weighted_util = s.utilization * s.size_mean;
+        for p in &mut self.pools[1..] {
+            let t = p.sample(now);
+            s.target += t.target;
+            s.size += t.size;
+            s.opening += t.opening;
+            s.idle += t.idle;
+            s.active += t.active;
+            s.waiting_high += t.waiting_high;
+            s.waiting_normal += t.waiting_normal;
+            s.waiting_low += t.waiting_low;
+            s.size_mean += t.size_mean;
+            s.active_mean += t.active_mean;
+            s.waiting_mean += t.waiting_mean;
+            weighted_util += t.utilization * t.size_mean;
+            s.arrival_rate_per_s += t.arrival_rate_per_s;
+            s.completed += t.completed;
+            s.timed_out += t.timed_out;
+            s.rejected += t.rejected;
+        }
+        if self.pools.len() > 1 {
+            s.utilization = if s.size_mean > 0.0 {
+                weighted_util / s.size_mean
+            } else {
+                0.0
+            };
+        }
+        // Deltas of the counters, over every instance.
+        let mut m = SampleMarks::default();
+        for p in &self.pools {
+            let c = p.counters();
+            m.opened += c.opened;
+            m.closed += c.closed_shrink
+                + c.closed_end_of_run
+                + c.closed_broken
+                + c.closed_idle
+                + c.closed_lifetime
+                + c.closed_max_uses;
+            m.failed += p.classes().iter().map(|k| k.failed).sum::<u64>();
+        }
+        let st = &self.db.stats;
+        m.checks_failed = st.checks_failed;
+        m.refused = st.refused + st.refused_down;
+        s.opened = m.opened - self.marks.opened;
+        s.closed = m.closed - self.marks.closed;
+        s.failed = m.failed - self.marks.failed;
+        s.checks_failed = m.checks_failed - self.marks.checks_failed;
+        s.db_refused = m.refused - self.marks.refused;
+        s.faults_active = self.window_faults;
+        self.marks = m;
+        self.window_faults = self.active.len() as u32;
+        s
     }
 }

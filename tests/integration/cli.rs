@@ -248,7 +248,7 @@ fn unknown_shipped_name_exits_3_listing_the_shipped_names() {
         .assert()
         .code(3)
         .stderr(predicate::str::contains(
-            "error: policy `seed-80-31`: no such file, and not a shipped name (shipped: seed-80-30, seed-80-30-low10s, fixed-10, fixed-25)",
+            "error: policy `seed-80-31`: no such file, and not a shipped name (shipped: seed-80-30, seed-80-30-low10s, seed-repaired, fixed-10, fixed-25, hikari-fixed, hikari-elastic, pgbouncer-txn, pgbouncer-reserve, bb8-default, sqlx-default, deadpool-default, no-pool, aimd, vegas, gradient, gradient2, envoy-gradient, codel-queue, flexy-overflow, priority-partitions)",
         ));
     sim_run(dir.path(), &["--no-write", "--trace", "defualt"])
         .assert()

@@ -11,14 +11,14 @@ use pooltune::time::SimDuration;
 use proptest::prelude::*;
 
 /// Lines joined with newlines: line N of the document is `lines[N - 1]`.
-fn lines(lines: &[&str]) -> String {
+pub(crate) fn lines(lines: &[&str]) -> String {
     let mut text = lines.join("\n");
     text.push('\n');
     text
 }
 
 /// A valid threshold policy (lines 1-6) followed by `extra` (line 7 on).
-fn policy(extra: &[&str]) -> String {
+pub(crate) fn policy(extra: &[&str]) -> String {
     let mut all = vec![
         "name = \"p\"",
         "[size]",
@@ -52,7 +52,8 @@ fn workload(extra: &[&str]) -> String {
     workload_service(&service)
 }
 
-fn load_policy(text: &str) -> Result<PolicySpec, String> {
+/// Loads `text` as the policy file `p.toml`; the error as it is displayed.
+pub(crate) fn load_policy(text: &str) -> Result<PolicySpec, String> {
     PolicySpec::load(&Document::new("p.toml", text), "p", &[]).map_err(|e| e.to_string())
 }
 
@@ -61,7 +62,7 @@ fn load_workload(text: &str) -> Result<WorkloadSpec, String> {
 }
 
 /// Runs every case and reports all mismatches at once.
-fn check<T>(cases: &[(&str, String, &str)], load: impl Fn(&str) -> Result<T, String>) {
+pub(crate) fn check<T>(cases: &[(&str, String, &str)], load: impl Fn(&str) -> Result<T, String>) {
     let mut failures = Vec::new();
     for (what, text, expected) in cases {
         match load(text) {
@@ -125,17 +126,17 @@ fn policy_key_errors() {
         (
             "unknown top-level key",
             lines(&["colour = 1", "[resize]", "kind = \"threshold\""]),
-            "p.toml:1:1: key `colour`: unknown field `colour`, expected one of `name`, `description`, `size`, `resize`, `acquire_timeout`, `queue`",
+            "p.toml:1:1: key `colour`: unknown field `colour`, expected one of `name`, `description`, `size`, `resize`, `acquire_timeout`, `queue`, `connections`, `validation`, `health_check`, `create_backoff`",
         ),
         (
             "unknown nested key",
             policy(&["scale_upp = 0.9"]),
-            "p.toml:7:1: key `resize.scale_upp`: unknown field `scale_upp`, expected one of `kind`, `interval`, `scale_up`, `scale_down`, `step`, `signal`",
+            "p.toml:7:1: key `resize.scale_upp`: unknown field `scale_upp`, expected one of `kind`, `interval`, `scale_up`, `scale_down`, `step`, `step_up`, `step_down`, `signal`, `waiters_above`, `oldest_wait_above`, `up_cooldown`, `down_cooldown`, `down_consecutive_checks`, `reserve_size`, `reserve_timeout`, `backoff_ratio`, `timeout`, `smoothing`, `probe_multiplier`, `tolerance`, `probe_interval`, `queue_size`, `long_window`, `window`, `window_min_samples`, `min_rtt`, `percentile`, `min_rtt_interval`, `jitter`, `request_count`, `min_concurrency`, `buffer`, `max_overflow`, `seed`",
         ),
         (
             "unknown nested table",
             policy(&["[resize.extra]", "a = 1"]),
-            "p.toml:7:9: key `resize.extra`: unknown field `extra`, expected one of `kind`, `interval`, `scale_up`, `scale_down`, `step`, `signal`",
+            "p.toml:7:9: key `resize.extra`: unknown field `extra`, expected one of `kind`, `interval`, `scale_up`, `scale_down`, `step`, `step_up`, `step_down`, `signal`, `waiters_above`, `oldest_wait_above`, `up_cooldown`, `down_cooldown`, `down_consecutive_checks`, `reserve_size`, `reserve_timeout`, `backoff_ratio`, `timeout`, `smoothing`, `probe_multiplier`, `tolerance`, `probe_interval`, `queue_size`, `long_window`, `window`, `window_min_samples`, `min_rtt`, `percentile`, `min_rtt_interval`, `jitter`, `request_count`, `min_concurrency`, `buffer`, `max_overflow`, `seed`",
         ),
         (
             "unknown key in acquire_timeout",
@@ -175,12 +176,12 @@ fn policy_key_errors() {
         (
             "unknown resize kind",
             lines(&["[resize]", "kind = \"elastic\""]),
-            "p.toml:2:1: key `resize.kind`: unknown variant `elastic`, expected `threshold` or `fixed`",
+            "p.toml:2:1: key `resize.kind`: unknown variant `elastic`, expected one of `threshold`, `fixed`, `demand`, `reserve`, `aimd`, `vegas`, `gradient`, `gradient2`, `envoy`, `flexy`",
         ),
         (
             "unknown signal",
             policy(&["signal = \"mean\""]),
-            "p.toml:7:1: key `resize.signal`: unknown variant `mean`, expected `instant` or `window_mean`",
+            "p.toml:7:1: key `resize.signal`: unknown variant `mean`, expected one of `instant`, `window_mean`, `waiters`, `oldest_wait`",
         ),
         (
             "missing [resize]",
@@ -329,7 +330,7 @@ fn policy_value_errors() {
         (
             "fixed with interval",
             fixed(&["interval = \"30s\""]),
-            "p.toml:6:1: key `resize.interval`: only applies to resize.kind = \"threshold\"; a fixed pool never resizes",
+            "p.toml:6:1: key `resize.interval`: only applies to resize.kind = \"threshold\", \"reserve\" or \"envoy\"; a fixed pool never resizes",
         ),
         (
             "fixed with signal",
@@ -683,7 +684,7 @@ fn with_sets(sets: &[&str]) -> Result<(), String> {
 fn set_errors() {
     let p = "policies/seed-80-30.toml (built-in)";
     let w = "traces/default.toml (built-in)";
-    let unknown = "unknown key `colour`: policy keys start with name, description, size, resize, acquire_timeout, queue; workload keys with duration, requests, arrivals, service, priority_mix, write_fraction, database, run (or prefix with `policy.` / `trace.`)";
+    let unknown = "unknown key `colour`: policy keys start with name, description, size, resize, acquire_timeout, queue, connections, validation, health_check, create_backoff; workload keys with duration, requests, arrivals, service, priority_mix, write_fraction, database, app, faults, run (or prefix with `policy.` / `trace.`)";
     let cases: Vec<(&str, String, String)> = vec![
         ("no =", "novalue".into(), "--set novalue: expected key=value, e.g. resize.scale_up=0.7".into()),
         ("empty key", "=1".into(), "--set =1: the key before `=` is empty".into()),
@@ -702,7 +703,7 @@ fn set_errors() {
         (
             "unknown nested key",
             "resize.scale_upp=0.9".into(),
-            format!("{p} (overridden by --set resize.scale_upp=0.9): key `resize.scale_upp`: unknown field `scale_upp`, expected one of `kind`, `interval`, `scale_up`, `scale_down`, `step`, `signal`"),
+            format!("{p} (overridden by --set resize.scale_upp=0.9): key `resize.scale_upp`: unknown field `scale_upp`, expected one of `kind`, `interval`, `scale_up`, `scale_down`, `step`, `step_up`, `step_down`, `signal`, `waiters_above`, `oldest_wait_above`, `up_cooldown`, `down_cooldown`, `down_consecutive_checks`, `reserve_size`, `reserve_timeout`, `backoff_ratio`, `timeout`, `smoothing`, `probe_multiplier`, `tolerance`, `probe_interval`, `queue_size`, `long_window`, `window`, `window_min_samples`, `min_rtt`, `percentile`, `min_rtt_interval`, `jitter`, `request_count`, `min_concurrency`, `buffer`, `max_overflow`, `seed`"),
         ),
         (
             "out of range",
@@ -727,7 +728,7 @@ fn set_errors() {
         (
             "kind switched under threshold-only keys",
             "resize.kind=fixed".into(),
-            format!("{p} (overridden by --set resize.kind=fixed): key `resize.interval`: only applies to resize.kind = \"threshold\"; a fixed pool never resizes"),
+            format!("{p} (overridden by --set resize.kind=fixed): key `resize.interval`: only applies to resize.kind = \"threshold\", \"reserve\" or \"envoy\"; a fixed pool never resizes"),
         ),
         (
             "bare number for a duration",
@@ -767,7 +768,7 @@ fn set_errors() {
         (
             "unknown workload key",
             "database.max_conn=5".into(),
-            format!("{w} (overridden by --set database.max_conn=5): key `database.max_conn`: unknown field `max_conn`, expected one of `connect_latency`, `max_connections`, `usl_sigma`, `usl_kappa`"),
+            format!("{w} (overridden by --set database.max_conn=5): key `database.max_conn`: unknown field `max_conn`, expected one of `connect`, `connect_latency`, `query_overhead`, `refusal_latency`, `max_connections`, `usl_sigma`, `usl_kappa`"),
         ),
     ];
     let mut failures = Vec::new();
@@ -842,7 +843,7 @@ fn files_are_named_by_their_path() {
         .to_string();
     assert_eq!(
         e,
-        "policy `no-such-policy`: no such file, and not a shipped name (shipped: seed-80-30, seed-80-30-low10s, fixed-10, fixed-25)"
+        "policy `no-such-policy`: no such file, and not a shipped name (shipped: seed-80-30, seed-80-30-low10s, seed-repaired, fixed-10, fixed-25, hikari-fixed, hikari-elastic, pgbouncer-txn, pgbouncer-reserve, bb8-default, sqlx-default, deadpool-default, no-pool, aimd, vegas, gradient, gradient2, envoy-gradient, codel-queue, flexy-overflow, priority-partitions)"
     );
     let e = scenario::load_workload("no-such-trace", &[])
         .unwrap_err()

@@ -86,10 +86,22 @@ fn calibrate_measures_the_server_and_writes_a_model_the_simulator_reads() {
     assert_eq!(db["max_connections"], 57, "{db}");
     let sigma = db["usl_sigma"].as_f64().unwrap();
     assert!((sigma - c.usl.sigma).abs() < 1e-5, "{db} vs {:?}", c.usl);
+    // The measured per-query overhead, read back by the simulator as the
+    // same duration (microseconds) calibrate wrote.
+    let overhead = db["query_overhead"]
+        .as_str()
+        .expect("query_overhead written");
+    let us = (c.sleep_overhead_ms.mean * 1000.0).round().max(1.0);
+    let written = pooltune::time::SimDuration::from_nanos(us as u64 * 1000).to_string();
+    assert_eq!(overhead, written, "{db} vs {:?}", c.sleep_overhead_ms);
     // The section alone is valid TOML with the same table.
     let section: toml::Table = std::fs::read_to_string(out.join("database.toml"))
         .unwrap()
         .parse()
         .unwrap();
     assert!(section["database"]["connect_latency"]["median"].is_str());
+    assert_eq!(
+        section["database"]["query_overhead"].as_str(),
+        Some(overhead)
+    );
 }

@@ -11,6 +11,7 @@ mod lifecycle;
 mod live_calibrate;
 mod live_cli;
 mod live_faults;
+mod live_handle;
 mod live_pgbouncer;
 mod live_run;
 mod live_sim_vs_live;

@@ -117,3 +117,82 @@ fn waiter_cap_matches_the_finite_capacity_queue() {
         0.046_634_769_575_149_07,
     );
 }
+
+/// The M/M/c-USL birth-death chain (the model `mmc_usl` of
+/// ../shared/validation/oracles.py): in state n, min(n, c) queries run,
+/// each at rate mu / (1 + sigma (k - 1) + kappa k (k - 1)). Returns
+/// (throughput, mean response time W = L / lambda), mu = 1.
+fn mmc_usl_oracle(c: u32, lam: f64, sigma: f64, kappa: f64) -> (f64, f64) {
+    let death = |n: u32| {
+        let k = n.min(c) as f64;
+        k / (1.0 + sigma * (k - 1.0).max(0.0) + kappa * k * (k - 1.0).max(0.0))
+    };
+    // Unnormalized p(n) = prod lam / death(i); the tail decays
+    // geometrically once n > c, so stop when it no longer matters.
+    let (mut p, mut total, mut l, mut n) = (1.0f64, 1.0f64, 0.0f64, 0u32);
+    loop {
+        n += 1;
+        p *= lam / death(n);
+        total += p;
+        l += n as f64 * p;
+        if n > c && p < 1e-18 * total {
+            break;
+        }
+    }
+    let l = l / total;
+    (lam, l / lam)
+}
+
+#[test]
+fn usl_coherency_alone_matches_the_mmc_usl_oracle() {
+    // issue 4: sigma = 0, kappa = 0.0025, a fixed pool of 25, lam = 9 (one
+    // mean service time = 1 s). X(25) = 25 / (1 + 0.0025 * 25 * 24) = 10,
+    // so the pool runs at 90 % of its contended capacity.
+    let (c, lam, sigma, kappa) = (25, 9.0, 0.0, 0.0025);
+    let (x, w) = mmc_usl_oracle(c, lam, sigma, kappa);
+    // Cross-check the Rust chain against the shared oracle when present.
+    let oracle =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/validation/oracles.py");
+    if oracle.is_file() {
+        let out = std::process::Command::new("python3")
+            .arg(&oracle)
+            .args(["mmc_usl", "--c", "25", "--lam", "9", "--sigma", "0"])
+            .args(["--kappa", "0.0025", "--t", "0.5"])
+            .output();
+        if let Some(out) = out.ok().filter(|o| o.status.success()) {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let py_w = v["W_admitted"].as_f64().unwrap();
+            assert!((py_w - w).abs() < 1e-9 * w, "oracle {py_w} vs chain {w}");
+            assert!((v["throughput"].as_f64().unwrap() - x).abs() < 1e-9);
+        }
+    }
+    let n = 1_000_000;
+    let runs: Vec<(f64, f64)> = SEEDS
+        .par_iter()
+        .map(|&seed| {
+            let model = QueueingModel {
+                usl_sigma: sigma,
+                usl_kappa: kappa,
+                ..QueueingModel::mmc(c, lam, 1.0, n)
+            };
+            let opts = RunOptions {
+                sample_interval: None,
+                ..RunOptions::default()
+            };
+            let out = model.run(seed, &opts, &mut NullSink).unwrap();
+            let m = &out.pool.classes()[1];
+            let throughput = m.completed as f64 / out.end.as_secs_f64();
+            (
+                throughput,
+                m.response.sum_ns() as f64 / 1e9 / m.completed as f64,
+            )
+        })
+        .collect();
+    let xs: Vec<f64> = runs.iter().map(|r| r.0).collect();
+    let ws: Vec<f64> = runs.iter().map(|r| r.1).collect();
+    check("MU-issue4", "throughput", &xs, x);
+    check("MU-issue4", "W", &ws, w);
+    // Teeth: without contention (plain M/M/25 at lam = 9) W is 1.0000.
+    let (mean, half) = interval(&ws);
+    assert!((mean - 1.0).abs() > 10.0 * half);
+}

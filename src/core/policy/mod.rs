@@ -3,12 +3,45 @@
 //! A policy reads no clock and does no IO. The simulated and the live driver
 //! both call the same `decide`, so a policy tuned in simulation is the policy
 //! that runs against a real database.
+//!
+//! The sizing rules (`resize.kind` in a policy file), each in its own file
+//! with its source in pool-policies.md:
+//! - `fixed`: never resize (HikariCP's recommendation);
+//! - `threshold`: the seed's utilization thresholds, and its repair
+//!   (queue-aware signals, hysteresis, cooldowns);
+//! - `demand`: grow by one when waiters outnumber pending creates
+//!   (HikariCP, bb8, sqlx, deadpool); shrink is the lifecycle's idle timeout;
+//! - `reserve`: PgBouncer's pool size plus a reserve opened after a wait;
+//! - `aimd`, `vegas`, `gradient`, `gradient2`: Netflix concurrency-limits,
+//!   the limit L mapped to the pool's target as min(max, ceil(L));
+//! - `envoy`: Envoy's adaptive-concurrency gradient controller;
+//! - `flexy`: FlexyPool's grow-on-timeout.
+//!
+//! Queue disciplines (priority shares, aging) and CoDel-style early drop
+//! are lifecycle settings (`crate::core::lifecycle`), not rules.
 
+mod aimd;
+mod demand;
+mod envoy;
 mod fixed;
+mod flexy;
+mod gradient;
+mod gradient2;
+pub mod limit;
+mod reserve;
 mod threshold;
+mod vegas;
 
+pub use aimd::{Aimd, AimdParams};
+pub use demand::Demand;
+pub use envoy::{Envoy, EnvoyParams};
 pub use fixed::Fixed;
-pub use threshold::{Threshold, ThresholdParams, UtilizationSignal};
+pub use flexy::{Flexy, FlexyParams};
+pub use gradient::{Gradient, GradientParams};
+pub use gradient2::{Gradient2, Gradient2Params};
+pub use reserve::{Reserve, ReserveParams};
+pub use threshold::{Threshold, ThresholdParams, ThresholdTuning, UtilizationSignal};
+pub use vegas::{Vegas, VegasParams};
 
 use crate::core::request::Priority;
 use crate::time::{SimDuration, SimTime};
