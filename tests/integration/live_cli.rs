@@ -5,13 +5,11 @@ use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::Duration;
 
-use assert_cmd::Command;
-
 use pooltune::live::LiveReport;
 use pooltune::summary::{Summary, SCHEMA};
 
 use crate::live_run::{assert_conserved, assert_no_backends_left, our_backends, write};
-use crate::pg_harness::PgCluster;
+use crate::pg_harness::{pooltune, PgCluster};
 
 const WORKLOAD: &str = r#"
 name = "live-cli"
@@ -26,24 +24,6 @@ value = "30ms"
 high = 0.3
 normal = 0.7
 "#;
-
-fn pooltune() -> Command {
-    let mut c = Command::cargo_bin("pooltune").unwrap();
-    // The live driver completes its target from PG* variables: keep the
-    // caller's out of the tests.
-    for v in [
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGPASSWORD",
-        "PGDATABASE",
-        "PGPASSFILE",
-        "PGSSLMODE",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
 
 /// Every file under `dir`, with its text.
 fn files(dir: &Path) -> Vec<(String, String)> {

@@ -3,10 +3,8 @@
 //! encrypted and run; `sslmode=disable` is refused by the server, a clear
 //! error with exit code 6. The password stays out of every output.
 
-use assert_cmd::Command;
-
 use crate::live_run::write;
-use crate::pg_harness::PgCluster;
+use crate::pg_harness::{pooltune, PgCluster};
 
 const WORKLOAD: &str = r#"
 name = "live-tls"
@@ -18,22 +16,6 @@ rate_per_s = 20.0
 kind = "constant"
 value = "10ms"
 "#;
-
-fn pooltune() -> Command {
-    let mut c = Command::cargo_bin("pooltune").unwrap();
-    for v in [
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGPASSWORD",
-        "PGDATABASE",
-        "PGPASSFILE",
-        "PGSSLMODE",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
 
 #[test]
 fn tls_connections_run_and_a_server_that_requires_tls_refuses_plain_ones() {

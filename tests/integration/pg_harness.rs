@@ -619,3 +619,23 @@ impl Drop for PgBouncer {
         ));
     }
 }
+
+/// The pooltune binary with the caller's PG* variables removed, so a live
+/// test only ever reaches the cluster it names.
+pub fn pooltune() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("pooltune").unwrap();
+    // The live driver completes its target from PG* variables: keep the
+    // caller's out of the tests.
+    for v in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        "PGPASSFILE",
+        "PGSSLMODE",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
