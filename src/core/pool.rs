@@ -835,7 +835,15 @@ impl<T> Pool<T> {
     /// counted in `failed`) and its slot is left to the next caller.
     pub fn connect_error(&mut self, now: SimTime, conn: ConnId, fx: &mut Vec<Effect<T>>) {
         self.advance(now);
-        self.connect_failed_inner(now, conn);
+        let c = &mut self.conns[conn as usize];
+        debug_assert_eq!(c.state, ConnState::Opening);
+        self.counters.connect_time_ns += (now - c.since).as_nanos() as u128;
+        self.counters.connect_failed += 1;
+        c.state = ConnState::Free;
+        self.free_slots.push(conn);
+        self.opening -= 1;
+        self.size -= 1;
+        self.note_size();
         self.connect_failures = self.connect_failures.saturating_add(1);
         let at = now
             + self
@@ -856,33 +864,6 @@ impl<T> Pool<T> {
             });
         }
         self.flush_drops(now, fx);
-    }
-
-    /// [`Pool::connect_error`] for drivers that cannot take effects yet:
-    /// the failure is counted, but no retry timer is set (the pool reopens
-    /// at its next reconcile: a policy decision or another close), and a
-    /// caller bound to the connect is counted failed and its payload
-    /// dropped. Prefer `connect_error`.
-    pub fn connect_failed(&mut self, now: SimTime, conn: ConnId) {
-        self.advance(now);
-        self.connect_failed_inner(now, conn);
-        if let Some((priority, _)) = self.bound[conn as usize].take() {
-            self.bound_n -= 1;
-            self.lazy += 1;
-            self.classes[priority.index()].failed += 1;
-        }
-    }
-
-    fn connect_failed_inner(&mut self, now: SimTime, conn: ConnId) {
-        let c = &mut self.conns[conn as usize];
-        debug_assert_eq!(c.state, ConnState::Opening);
-        self.counters.connect_time_ns += (now - c.since).as_nanos() as u128;
-        self.counters.connect_failed += 1;
-        c.state = ConnState::Free;
-        self.free_slots.push(conn);
-        self.opening -= 1;
-        self.size -= 1;
-        self.note_size();
     }
 
     /// The driver finished closing `conn`.

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  trace ──open loop, at arrival / speed──► Pool::acquire(now, priority, service)
-//!                                             │ Effect::Open   ──► connect task ──► Pool::connected / connect_failed
+//!                                             │ Effect::Open   ──► connect task ──► Pool::connected / connect_error
 //!                                             │ Effect::Start  ──► query task: SELECT pg_sleep($1) ──► Pool::release / fail
 //!                                             │ Effect::Close  ──► drop the client, await its connection task ──► Pool::closed
 //!                                             │ Effect::ArmTimer ─► a real timer ──► Pool::expire
