@@ -43,6 +43,7 @@
 //! abs_noise = 0.0                  # several seeds: absolute noise band (floor)
 //! ```
 
+pub mod assertions;
 pub mod output;
 pub mod stats;
 

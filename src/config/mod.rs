@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod policy;
+pub mod scenario;
 pub mod workload;
 
 use serde::de::DeserializeOwned;

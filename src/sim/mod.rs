@@ -9,7 +9,9 @@
 pub mod db;
 pub mod event;
 pub mod fault;
+pub mod fleet;
 pub mod queueing;
+pub mod topology;
 
 use rand::Rng;
 use rand_distr::{Distribution, Exp};
