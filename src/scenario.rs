@@ -1,18 +1,27 @@
 //! A scenario: one workload and seed against several policies, each in its
 //! own simulation (in parallel, one per thread), with common random numbers:
-//! every policy sees exactly the same requests.
+//! every policy sees exactly the same requests. Or a scenario file's
+//! topology ([`run_topology`]): services, PgBouncer, servers, fleet events,
+//! checked against its assertions.
 
 use rayon::prelude::*;
 
+use crate::check::assertions;
 use crate::config::policy::{self, PolicySpec};
+use crate::config::scenario::ScenarioSpec;
 use crate::config::workload::{self, SourceSpec, WorkloadSpec};
 use crate::config::{Document, Override};
 use crate::core::metrics::SampleSink;
 use crate::core::request::Request;
 use crate::error::{ConfigError, SimError};
 use crate::rng::SeedTree;
+use crate::sim::fleet::simulate_fleet;
 use crate::sim::simulate_world;
-use crate::summary::{world_summary, PolicyInfo, RunSummary, Summary, TraceInfo, SCHEMA};
+use crate::sim::topology::{ServerSeries, ServiceSeries};
+use crate::summary::{
+    fleet_run_summary, topology_summary, world_summary, PolicyInfo, RunSummary, ScenarioSummary,
+    Summary, TraceInfo, SCHEMA,
+};
 use crate::trace::canonical::CanonicalReader;
 use crate::trace::error::TraceError;
 use crate::trace::generate::Generator;
@@ -304,5 +313,112 @@ pub fn run_scenario<K: SampleSink + Send>(
             config: w.effective.clone(),
         },
         runs,
+    })
+}
+
+/// A finished scenario (topology) run: its summary and the per-second
+/// series of its servers and services (`servers.csv`, `services.csv`).
+pub struct TopologyRun {
+    pub summary: ScenarioSummary,
+    /// In the topology's order (names in `summary.topology`).
+    pub servers: Vec<ServerSeries>,
+    pub services: Vec<ServiceSeries>,
+}
+
+impl TopologyRun {
+    /// True when every assertion passed.
+    pub fn passed(&self) -> bool {
+        self.summary.topology.assertions_passed
+    }
+}
+
+/// Runs a scenario file's topology once: opens its workloads (the shared
+/// one on its own seed branch, each service's own workload on another, so
+/// adding a workload never changes another's requests), runs the fleet,
+/// checks the assertions and builds the summary. `source` is where the
+/// scenario came from (its path), for the summary.
+pub fn run_topology(
+    spec: &ScenarioSpec,
+    source: &str,
+    seed: u64,
+    sink: &mut dyn SampleSink,
+) -> Result<TopologyRun, SimError> {
+    let seeds = SeedTree::new(seed);
+    let trace_failed = |name: &str, e: TraceError| {
+        SimError::Invariant {
+        what: format!(
+            "workload `{name}`: the trace could not be replayed although it was checked when loaded (did the file change?): {e}"
+        ),
+        at: crate::time::SimTime::ZERO,
+        seed,
+    }
+    };
+    // The shared workload draws from the run's own seed tree, as `sim run
+    // --trace` does: the same workload and seed replay the same requests,
+    // so a scenario can be compared with a plain or a live run of it.
+    let mut shared = match &spec.shared {
+        Some(w) => Some(open_source(&w.spec, &seeds).map_err(|e| trace_failed(&w.spec.name, e))?),
+        None => None,
+    };
+    let mut own = spec
+        .own
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            open_source(&w.spec, &seeds.child("workload/own", i as u64))
+                .map_err(|e| trace_failed(&w.spec.name, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcome = simulate_fleet(
+        &spec.topology,
+        shared.as_mut().map(|s| s as &mut dyn RequestSource),
+        own.iter_mut()
+            .map(|s| s as &mut dyn RequestSource)
+            .collect(),
+        &seeds,
+        &spec.run,
+        sink,
+    )?;
+    if let (Some(s), Some(w)) = (shared.as_mut(), &spec.shared) {
+        if let Some(e) = s.take_error() {
+            return Err(trace_failed(&w.spec.name, e));
+        }
+    }
+    for (s, w) in own.iter_mut().zip(&spec.own) {
+        if let Some(e) = s.take_error() {
+            return Err(trace_failed(&w.spec.name, e));
+        }
+    }
+    let results = assertions::evaluate(&spec.assertions, &spec.topology, &outcome);
+    let info = PolicyInfo {
+        name: spec.name.clone(),
+        hash: spec.hash.clone(),
+        source: source.to_string(),
+        description: spec.description.clone(),
+        config: spec.effective.clone(),
+    };
+    let run = fleet_run_summary(&outcome, info, &spec.name, &spec.hash);
+    let topology = topology_summary(&spec.topology, &outcome, results);
+    let summary = ScenarioSummary {
+        summary: Summary {
+            schema: SCHEMA.to_string(),
+            pooltune_version: env!("CARGO_PKG_VERSION").to_string(),
+            scenario: spec.name.clone(),
+            seed,
+            trace: TraceInfo {
+                name: spec.name.clone(),
+                hash: spec.hash.clone(),
+                source: source.to_string(),
+                description: spec.description.clone(),
+                config: spec.effective.clone(),
+            },
+            runs: vec![run],
+        },
+        topology,
+    };
+    Ok(TopologyRun {
+        summary,
+        servers: outcome.servers.into_iter().map(|s| s.series).collect(),
+        services: outcome.services.into_iter().map(|s| s.series).collect(),
     })
 }

@@ -14,8 +14,14 @@
 //! | `within noise` | unchanged, or changed within tolerance / noise / significance |
 //! | `missing` | no baseline for this scenario, seed or metric |
 //!
+//! A scenario file's assertions are a gate of their own: every one must
+//! pass under every seed, and a failed one is a regression naming the
+//! assertion and its subject. Its metrics (the whole fleet's `runs[0]`)
+//! are compared with baselines like any other scenario's.
+//!
 //! How values are compared is in [`stats`]. The gate's outcome
-//! ([`CheckReport::status`]) is `regression` if any metric regressed, else
+//! ([`CheckReport::status`]) is `regression` if any metric regressed or
+//! any assertion failed, else
 //! `missing` if any baseline is missing, else `pass`; the CLI maps these to
 //! exit codes 1, 2 and 0.
 //!
@@ -33,6 +39,11 @@
 //! traces = ["default"]             # or trace = "..."
 //! seeds = [1, 2, 3, 4, 5, 6, 7, 8]
 //! set = ["duration=2m"]            # overrides, as `sim run --set`
+//!
+//! [[scenario]]                     # a scenario file (a topology), instead
+//! scenario = "../scenarios/rolling-restart.toml"   # of policies x traces
+//! seeds = [1]                      # id: "rolling-restart" (or "<name>/...")
+//! set = ["events.0.pause=5s"]      # overrides, as `sim run --scenario --set`
 //!
 //! [[metric]]
 //! name = "acquire_wait_ms.p99"     # any number in a run's summary, dotted
@@ -52,6 +63,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::check::assertions::AssertionResult;
+use crate::config::scenario::ScenarioSpec;
 use crate::config::{deserialize, Document, Locator, Override};
 use crate::core::metrics::NullSink;
 use crate::error::{ConfigError, SimError};
@@ -124,6 +137,7 @@ struct SettingsRaw {
 #[serde(deny_unknown_fields)]
 struct ScenarioRaw {
     name: Option<String>,
+    scenario: Option<String>,
     policy: Option<String>,
     #[serde(default)]
     policies: Vec<String>,
@@ -178,14 +192,17 @@ pub struct Metric {
     pub abs_noise: f64,
 }
 
-/// One policy x trace, run under each of its seeds.
+/// One policy x trace, or one scenario file, run under each of its seeds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
-    /// `<policy>@<trace>`, prefixed by `<scenario name>/` when named.
+    /// `<policy>@<trace>` (or the scenario file's stem), prefixed by
+    /// `<scenario name>/` when named.
     pub id: String,
-    /// As written in the check file.
+    /// As written in the check file (empty for a scenario file).
     pub policy: String,
     pub trace: String,
+    /// A scenario file (a topology), as written; its assertions gate.
+    pub scenario: Option<String>,
     pub seeds: Vec<u64>,
     pub sets: Vec<String>,
 }
@@ -267,13 +284,25 @@ impl CheckFile {
             let key = |k: &str| format!("scenario.[{i}].{k}");
             let policies: Vec<String> = sc.policy.iter().chain(&sc.policies).cloned().collect();
             let traces: Vec<String> = sc.trace.iter().chain(&sc.traces).cloned().collect();
-            if policies.is_empty() {
+            if let Some(path) = &sc.scenario {
+                if !policies.is_empty() || !traces.is_empty() {
+                    return Err(loc.invalid(
+                        &key("scenario"),
+                        "a scenario file brings its own policies and workloads: expected `scenario` without `policy`/`policies`/`trace`/`traces`",
+                    ));
+                }
+                if path.trim().is_empty() {
+                    return Err(
+                        loc.invalid(&key("scenario"), "expected the path of a scenario file")
+                    );
+                }
+            } else if policies.is_empty() {
                 return Err(loc.invalid(
                     &key("policies"),
-                    "expected `policy = \"NAME|FILE\"` or `policies = [...]`",
+                    "expected `policy = \"NAME|FILE\"` or `policies = [...]` (or `scenario = \"FILE\"`)",
                 ));
             }
-            if traces.is_empty() {
+            if sc.scenario.is_none() && traces.is_empty() {
                 return Err(loc.invalid(
                     &key("traces"),
                     "expected `trace = \"NAME|FILE\"` or `traces = [...]`",
@@ -296,6 +325,27 @@ impl CheckFile {
                     return Err(loc.invalid(&key("name"), "expected a non-empty name without `..`"));
                 }
             }
+            if let Some(path) = &sc.scenario {
+                let id = match &sc.name {
+                    Some(n) => format!("{n}/{}", stem_of(path)),
+                    None => stem_of(path),
+                };
+                if cases.iter().any(|c| c.id == id) {
+                    return Err(loc.invalid(
+                        &key("name"),
+                        format!("scenario `{id}` appears twice; give one of them a `name`"),
+                    ));
+                }
+                cases.push(Case {
+                    id,
+                    policy: String::new(),
+                    trace: String::new(),
+                    scenario: Some(path.clone()),
+                    seeds: sc.seeds.clone(),
+                    sets: sc.set.clone(),
+                });
+                continue;
+            }
             for p in &policies {
                 for t in &traces {
                     let base = format!("{}@{}", stem_of(p), stem_of(t));
@@ -313,6 +363,7 @@ impl CheckFile {
                         id,
                         policy: p.clone(),
                         trace: t.clone(),
+                        scenario: None,
                         seeds: sc.seeds.clone(),
                         sets: sc.set.clone(),
                     });
@@ -481,6 +532,15 @@ pub enum Status {
     Missing,
 }
 
+/// A scenario file's assertion under one seed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AssertionRow {
+    pub scenario: String,
+    pub seed: u64,
+    #[serde(flatten)]
+    pub result: AssertionResult,
+}
+
 /// Everything `check` found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {
@@ -489,6 +549,8 @@ pub struct CheckReport {
     pub baselines: String,
     pub settings: SettingsOut,
     pub rows: Vec<Row>,
+    /// Every assertion of every scenario file, under every seed.
+    pub assertions: Vec<AssertionRow>,
     pub config_changes: Vec<ConfigChange>,
     pub counts: Counts,
     pub status: Status,
@@ -509,6 +571,9 @@ pub struct Counts {
     pub regressed: usize,
     pub within_noise: usize,
     pub missing: usize,
+    /// Scenario-file assertions that failed (each a regression), and passed.
+    pub assertions_failed: usize,
+    pub assertions_passed: usize,
 }
 
 /// The JSON output's schema name.
@@ -519,18 +584,42 @@ pub const CHECK_SCHEMA: &str = "pooltune.check/1";
 pub struct CaseRuns {
     pub case: Case,
     pub summaries: Vec<Summary>,
+    /// A scenario file's: its assertions' verdicts per seed (empty for a
+    /// policy x trace case).
+    pub assertions: Vec<Vec<AssertionResult>>,
+    /// A scenario file's: its full `summary.json` per seed (with the
+    /// `topology` section), written as its baseline.
+    pub full: Vec<String>,
 }
 
-fn load_case(file: &CheckFile, case: &Case) -> Result<(LoadedWorkload, LoadedPolicy), ConfigError> {
+/// What a case needs to run.
+enum Loaded {
+    Plain(Box<(LoadedWorkload, LoadedPolicy)>),
+    Topology(Box<ScenarioSpec>, String),
+}
+
+/// One run's result.
+struct Ran {
+    summary: Summary,
+    assertions: Vec<AssertionResult>,
+    full: Option<String>,
+}
+
+fn load_case(file: &CheckFile, case: &Case) -> Result<Loaded, ConfigError> {
     let overrides = case
         .sets
         .iter()
         .map(|s| Override::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(path) = &case.scenario {
+        let path = file.resolve(path);
+        let spec = ScenarioSpec::load(Path::new(&path), &overrides)?;
+        return Ok(Loaded::Topology(Box::new(spec), path));
+    }
     let split = scenario::split_overrides(&overrides)?;
     let workload = scenario::load_workload(&file.resolve(&case.trace), &split.workload)?;
     let policy = scenario::load_policy(&file.resolve(&case.policy), &split.policy)?;
-    Ok((workload, policy))
+    Ok(Loaded::Plain(Box::new((workload, policy))))
 }
 
 /// Runs every case under each of its seeds (in parallel, one simulation
@@ -547,18 +636,37 @@ pub fn run_cases(file: &CheckFile) -> Result<Vec<CaseRuns>, CheckError> {
         .enumerate()
         .flat_map(|(i, c)| c.seeds.iter().map(move |&s| (i, s)))
         .collect();
-    let results: Vec<Result<Summary, CheckError>> = tasks
+    let results: Vec<Result<Ran, CheckError>> = tasks
         .par_iter()
         .map(|&(i, seed)| {
-            let (w, p) = &loaded[i];
-            let mut sinks = [NullSink];
-            scenario::run_scenario(w, std::slice::from_ref(p), seed, &mut sinks).map_err(|source| {
-                CheckError::Sim {
-                    scenario: file.cases[i].id.clone(),
-                    seed,
-                    source,
+            let failed = |source| CheckError::Sim {
+                scenario: file.cases[i].id.clone(),
+                seed,
+                source,
+            };
+            match &loaded[i] {
+                Loaded::Plain(wp) => {
+                    let (w, p) = wp.as_ref();
+                    let mut sinks = [NullSink];
+                    let summary =
+                        scenario::run_scenario(w, std::slice::from_ref(p), seed, &mut sinks)
+                            .map_err(failed)?;
+                    Ok(Ran {
+                        summary,
+                        assertions: Vec::new(),
+                        full: None,
+                    })
                 }
-            })
+                Loaded::Topology(spec, source) => {
+                    let run = scenario::run_topology(spec, source, seed, &mut NullSink)
+                        .map_err(failed)?;
+                    Ok(Ran {
+                        full: Some(crate::report::topology::json(&run.summary)),
+                        assertions: run.summary.topology.assertions,
+                        summary: run.summary.summary,
+                    })
+                }
+            }
         })
         .collect();
     let mut out: Vec<CaseRuns> = file
@@ -567,10 +675,18 @@ pub fn run_cases(file: &CheckFile) -> Result<Vec<CaseRuns>, CheckError> {
         .map(|c| CaseRuns {
             case: c.clone(),
             summaries: Vec::new(),
+            assertions: Vec::new(),
+            full: Vec::new(),
         })
         .collect();
     for ((i, _), r) in tasks.iter().zip(results) {
-        out[*i].summaries.push(r?);
+        let r = r?;
+        let cr = &mut out[*i];
+        cr.summaries.push(r.summary);
+        if let Some(full) = r.full {
+            cr.assertions.push(r.assertions);
+            cr.full.push(full);
+        }
     }
     Ok(out)
 }
@@ -653,12 +769,15 @@ pub fn compare(file: &CheckFile, runs: &[CaseRuns]) -> Result<CheckReport, Check
             if br.policy.hash != cur_run.policy.hash {
                 config_changes.push(ConfigChange {
                     scenario: case.id.clone(),
-                    what: format!("policy {}", cur_run.policy.name),
+                    what: match case.scenario {
+                        Some(_) => format!("scenario {}", cur_run.policy.name),
+                        None => format!("policy {}", cur_run.policy.name),
+                    },
                     baseline_hash: br.policy.hash.clone(),
                     current_hash: cur_run.policy.hash.clone(),
                 });
             }
-            if br.trace_hash != cur_run.trace_hash {
+            if case.scenario.is_none() && br.trace_hash != cur_run.trace_hash {
                 config_changes.push(ConfigChange {
                     scenario: case.id.clone(),
                     what: format!("trace {}", cur_run.trace_name),
@@ -791,7 +910,26 @@ pub fn compare(file: &CheckFile, runs: &[CaseRuns]) -> Result<CheckReport, Check
             rows.push(row);
         }
     }
+    let mut assertions = Vec::new();
+    for cr in runs {
+        for (seed, results) in cr.case.seeds.iter().zip(&cr.assertions) {
+            for a in results {
+                assertions.push(AssertionRow {
+                    scenario: cr.case.id.clone(),
+                    seed: *seed,
+                    result: a.clone(),
+                });
+            }
+        }
+    }
     let mut counts = Counts::default();
+    for a in &assertions {
+        if a.result.passed {
+            counts.assertions_passed += 1;
+        } else {
+            counts.assertions_failed += 1;
+        }
+    }
     for r in &rows {
         match r.verdict {
             Verdict::Improved => counts.improved += 1,
@@ -800,7 +938,7 @@ pub fn compare(file: &CheckFile, runs: &[CaseRuns]) -> Result<CheckReport, Check
             Verdict::Missing => counts.missing += 1,
         }
     }
-    let status = if counts.regressed > 0 {
+    let status = if counts.regressed > 0 || counts.assertions_failed > 0 {
         Status::Regression
     } else if counts.missing > 0 {
         Status::Missing
@@ -818,6 +956,7 @@ pub fn compare(file: &CheckFile, runs: &[CaseRuns]) -> Result<CheckReport, Check
             bootstrap_seed: file.settings.bootstrap_seed,
         },
         rows,
+        assertions,
         config_changes,
         counts,
         status,
@@ -862,13 +1001,16 @@ pub fn update_baselines(file: &CheckFile, runs: &[CaseRuns]) -> Result<Vec<PathB
                 })?;
             }
         }
-        for (seed, summary) in case.seeds.iter().zip(&cr.summaries) {
+        for (k, (seed, summary)) in case.seeds.iter().zip(&cr.summaries).enumerate() {
             let path = file.baseline_path(case, *seed);
-            std::fs::write(&path, crate::report::json(summary)).map_err(|source| {
-                CheckError::Write {
-                    path: path.clone(),
-                    source,
-                }
+            // A scenario file's baseline is its whole summary.json.
+            let text = match cr.full.get(k) {
+                Some(full) => full.clone(),
+                None => crate::report::json(summary),
+            };
+            std::fs::write(&path, text).map_err(|source| CheckError::Write {
+                path: path.clone(),
+                source,
             })?;
             written.push(path);
         }
@@ -950,6 +1092,46 @@ better = "lower"
             .unwrap_err()
             .to_string()
             .contains("scenario `fixed-10@default` appears twice"));
+    }
+
+    #[test]
+    fn a_scenario_file_is_one_case_and_takes_no_policy() {
+        let text = r#"
+[[scenario]]
+scenario = "../scenarios/rolling-restart.toml"
+seeds = [1, 2]
+set = ["events.0.pause=0s"]
+
+[[scenario]]
+name = "again"
+scenario = "../scenarios/rolling-restart.toml"
+seeds = [3]
+
+[[metric]]
+name = "acquire_wait_ms.p99"
+better = "lower"
+"#;
+        let f = parse(text).unwrap();
+        let ids: Vec<&str> = f.cases.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["rolling-restart", "again/rolling-restart"]);
+        assert_eq!(
+            f.cases[0].scenario.as_deref(),
+            Some("../scenarios/rolling-restart.toml")
+        );
+        assert_eq!(f.cases[0].sets, ["events.0.pause=0s"]);
+        assert_eq!(
+            f.baseline_path(&f.cases[1], 3),
+            Path::new("checks/x/again/rolling-restart/seed-3.json")
+        );
+        let both = text.replacen("seeds = [1, 2]", "seeds = [1, 2]\ntrace = \"default\"", 1);
+        let e = parse(&both).unwrap_err().to_string();
+        assert!(e.contains("scenario.[0].scenario"), "{e}");
+        assert!(e.contains("without `policy`"), "{e}");
+        let twice = text.replace("name = \"again\"\n", "");
+        assert!(parse(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("scenario `rolling-restart` appears twice"));
     }
 
     #[test]

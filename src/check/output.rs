@@ -120,12 +120,22 @@ pub fn outcome(report: &CheckReport, allow_missing: bool) -> String {
     let c = &report.counts;
     let verdict = match report.status {
         Status::Regression => {
-            let names: Vec<String> = report
+            let mut names: Vec<String> = report
                 .rows
                 .iter()
                 .filter(|r| r.verdict == Verdict::Regressed)
                 .map(|r| format!("{} {}", r.scenario, r.metric))
                 .collect();
+            // Each failed assertion once, whatever the seeds it failed under.
+            for a in report.assertions.iter().filter(|a| !a.result.passed) {
+                let name = format!(
+                    "{} assertion {} {}",
+                    a.scenario, a.result.kind, a.result.subject
+                );
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
             format!("FAIL: regression in {} (exit 1)", names.join(", "))
         }
         Status::Missing if !allow_missing => {
@@ -134,8 +144,16 @@ pub fn outcome(report: &CheckReport, allow_missing: bool) -> String {
         Status::Missing => "pass: no regression; missing baselines allowed (exit 0)".to_string(),
         Status::Pass => "pass: no regression (exit 0)".to_string(),
     };
+    let assertions = if report.assertions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; assertions: {} passed, {} failed",
+            c.assertions_passed, c.assertions_failed
+        )
+    };
     format!(
-        "{} regressed, {} improved, {} within noise, {} missing: {verdict}",
+        "{} regressed, {} improved, {} within noise, {} missing{assertions}: {verdict}",
         c.regressed, c.improved, c.within_noise, c.missing
     )
 }
@@ -211,9 +229,16 @@ pub fn text(report: &CheckReport, allow_missing: bool) -> String {
     out
 }
 
-/// Why each non-trivial verdict is what it is, and configuration changes.
+/// Why each non-trivial verdict is what it is, failed assertions, and
+/// configuration changes.
 fn notes(report: &CheckReport) -> Vec<String> {
     let mut out = Vec::new();
+    for a in report.assertions.iter().filter(|a| !a.result.passed) {
+        out.push(format!(
+            "FAIL {} seed {}: assertion {} {}: {}",
+            a.scenario, a.seed, a.result.kind, a.result.subject, a.result.detail
+        ));
+    }
     let mut missing_said: Vec<&str> = Vec::new();
     for r in &report.rows {
         if r.verdict == Verdict::Missing && r.baseline.is_none() {

@@ -2,8 +2,13 @@
 
 /// Success.
 pub const OK: u8 = 0;
-/// `pooltune check`: a guarded metric regressed.
+/// `pooltune check`: a guarded metric regressed, or a scenario's assertion
+/// failed.
 pub const REGRESSION: u8 = 1;
+/// `sim run --scenario`: an assertion failed (summary.json, the CSVs and
+/// the report are still written). Same code as a `check` regression: the
+/// run worked, the system under test did not meet its bound.
+pub const ASSERTION_FAILED: u8 = 1;
 /// Command-line usage error (unknown flag, missing value): clap's code.
 pub const USAGE: u8 = 2;
 /// `pooltune check` could not decide: an invalid check file, policy or

@@ -1,9 +1,10 @@
-//! `pooltune live run` and `pooltune live calibrate`: the same pool and
-//! policy against a real PostgreSQL.
+//! `pooltune live run`, `pooltune live prepare` and `pooltune live
+//! calibrate`: the same pool and policy against a real PostgreSQL.
 
 use std::fs;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -13,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pooltune::config::Override;
 use pooltune::core::metrics::{Sample, SampleSink};
 use pooltune::error::Error;
-use pooltune::live::{self, LiveOptions, Target};
+use pooltune::live::{self, LiveOptions, StatementSource, Target};
 use pooltune::report::{self, timeseries::CsvSink};
 use pooltune::scenario;
 use pooltune::time::SimTime;
@@ -32,6 +33,14 @@ pub enum LiveCommand {
     /// early: the summary is taken at that instant, queries still running are
     /// cancelled, connections closed, outputs written, exit code 130.
     Run(LiveRunArgs),
+    /// Create pgbench-style tables (pgbench_accounts, _branches, _tellers,
+    /// _history) for statement workloads such as workloads/pgbench-tpcb.toml.
+    ///
+    /// 100000 * SCALE accounts, 10 * SCALE tellers, SCALE branches, filled
+    /// with generate_series in one transaction, then analyzed. If any of
+    /// the tables exists, nothing changes: the existing tables are reported
+    /// (exit 0); --force drops and recreates them.
+    Prepare(PrepareArgs),
     /// Measure the database: connect latency, per-query overhead, and
     /// throughput vs concurrency (USL fit) for a CPU-bound statement.
     ///
@@ -40,6 +49,18 @@ pub enum LiveCommand {
     /// the calibrated [database], so `sim run --trace DIR/workload.toml`
     /// predicts this database.
     Calibrate(CalibrateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PrepareArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Scale factor: 100000 accounts per unit (as pgbench -s).
+    #[arg(long, default_value_t = 1)]
+    scale: u32,
+    /// Drop and recreate the tables if they exist (their data is lost).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +152,30 @@ pub struct LiveRunArgs {
     /// transaction mode (PgBouncer before 1.21).
     #[arg(long)]
     no_prepare: bool,
+    /// Run statements from a workload file instead of pg_sleep: each
+    /// request picks one (by its kind when the file has both kinds,
+    /// weighted, from the seed), with bound parameters (see workloads/).
+    #[arg(long, value_name = "FILE", conflicts_with = "sql_from_trace")]
+    statements: Option<PathBuf>,
+    /// Run each request's SQL recorded in the trace (its `sql` column), as
+    /// is, in read-only transactions (a write fails instead of changing
+    /// data); requests without SQL run pg_sleep. The trace's statements
+    /// still load the server: replay only traces you trust.
+    #[arg(long)]
+    sql_from_trace: bool,
+    /// If the server cannot be reached at the start (down, starting up),
+    /// start anyway and let the pool connect with its backoff; fail (exit
+    /// 6) only if the server has not answered within DURATION ("30s").
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    wait_for_server: Option<Duration>,
+}
+
+fn parse_wait(s: &str) -> std::result::Result<Duration, String> {
+    match pooltune::time::parse_duration(s) {
+        Ok(d) if d.0 <= 24 * 3600 * 1_000_000_000 => Ok(Duration::from_nanos(d.0)),
+        Ok(_) => Err("expected at most 24h".to_string()),
+        Err(e) => Err(format!("{e} (expected a duration such as 30s or 2m)")),
+    }
 }
 
 fn parse_speed(s: &str) -> std::result::Result<f64, String> {
@@ -143,6 +188,7 @@ fn parse_speed(s: &str) -> std::result::Result<f64, String> {
 pub fn run(cmd: LiveCommand) -> Result<u8> {
     match cmd {
         LiveCommand::Run(args) => live_run(args),
+        LiveCommand::Prepare(args) => prepare(args),
         LiveCommand::Calibrate(args) => calibrate(args),
     }
 }
@@ -176,6 +222,11 @@ fn live_run(args: LiveRunArgs) -> Result<u8> {
     let split = lib(scenario::split_overrides(&overrides))?;
     let workload = lib(scenario::load_workload(&args.trace, &split.workload))?;
     let policy = lib(scenario::load_policy(&args.policy, &split.policy))?;
+    let statements = match (&args.statements, args.sql_from_trace) {
+        (Some(path), _) => StatementSource::File(Arc::new(lib(live::statements::load(path))?)),
+        (None, true) => StatementSource::RecordedSql,
+        (None, false) => StatementSource::PgSleep,
+    };
     let target = args.db.target()?;
     let out_dir = args.out.clone().unwrap_or_else(|| {
         Path::new("reports").join(format!("live-{}-{}", workload.spec.name, args.seed))
@@ -188,15 +239,22 @@ fn live_run(args: LiveRunArgs) -> Result<u8> {
         (None, None) => 0.0,
     } / args.speed;
     eprintln!(
-        "pooltune live run: {} · policy {} · trace {} ({}) · seed {} · speed {} · about {:.0} s",
+        "pooltune live run: {} · policy {} · trace {} ({}) · seed {} · speed {} · statements {} · about {:.0} s",
         target.describe(),
         policy.spec.name,
         workload.spec.name,
         workload.source,
         args.seed,
         args.speed,
+        statements.describe(),
         expected_s
     );
+    if let Some(w) = args.wait_for_server {
+        eprintln!(
+            "a server that cannot be reached yet gets up to {:.1} s to come up",
+            w.as_secs_f64()
+        );
+    }
     let bar =
         ProgressBar::with_draw_target(Some(expected_s.ceil() as u64), ProgressDrawTarget::stderr());
     bar.set_style(
@@ -228,6 +286,8 @@ fn live_run(args: LiveRunArgs) -> Result<u8> {
         speed: args.speed,
         seed: args.seed,
         prepared: !args.no_prepare,
+        statements,
+        wait_for_server: args.wait_for_server.unwrap_or(Duration::ZERO),
         ..LiveOptions::default()
     };
     let result = rt.block_on(async {
@@ -264,6 +324,15 @@ fn live_run(args: LiveRunArgs) -> Result<u8> {
     );
     for e in &rep.errors {
         eprintln!("  error seen: {e}");
+    }
+    if rep.statements.len() > 1 || rep.statement_source != "pg_sleep" {
+        eprintln!("statements ({}):", rep.statement_source);
+        for s in &rep.statements {
+            eprintln!(
+                "  {:<24} picked {:>7}  completed {:>7}  failed {:>5}",
+                s.name, s.picked, s.completed, s.failed
+            );
+        }
     }
     if let Some(csv) = sink.inner.0 {
         csv.finish().map_err(|source| Error::Write {
@@ -304,6 +373,36 @@ impl<S: SampleSink> SampleSink for SinkOrNull<S> {
             s.record(sample);
         }
     }
+}
+
+fn prepare(args: PrepareArgs) -> Result<u8> {
+    let target = args.db.target()?;
+    eprintln!(
+        "pooltune live prepare: {} · scale {}{}",
+        target.describe(),
+        args.scale,
+        if args.force { " · --force" } else { "" }
+    );
+    let rt = lib_live(live::runtime())?;
+    let p = lib_live(rt.block_on(live::prepare::prepare(&target, args.scale, args.force)))?;
+    if p.created {
+        println!(
+            "created the pgbench tables at scale {} in {}:",
+            p.scale, p.database
+        );
+    } else {
+        println!(
+            "the pgbench tables exist already in {} (scale {}); nothing changed (--force recreates them):",
+            p.database, p.scale
+        );
+    }
+    for (t, n) in &p.tables {
+        println!("  {t:<18} {n:>12} rows");
+    }
+    for t in &p.missing {
+        println!("  {t:<18} missing");
+    }
+    Ok(super::exit_code::OK)
 }
 
 fn calibrate(args: CalibrateArgs) -> Result<u8> {

@@ -138,7 +138,7 @@ pub fn main() -> u8 {
         }
     };
     let result = match cli.command {
-        Command::Sim(SimCommand::Run(args)) => sim_run::run(args).map(|()| exit_code::OK),
+        Command::Sim(SimCommand::Run(args)) => sim_run::run_with_code(args),
         Command::Live(cmd) => live::run(cmd),
         Command::Compare(args) => compare::run(args),
         Command::Sim(SimCommand::Sweep(args)) => sweep::run(args).map(|()| exit_code::OK),

@@ -1,4 +1,5 @@
-//! `pooltune sim run`: one workload against several policies.
+//! `pooltune sim run`: one workload against several policies, or a
+//! scenario file's topology (`--scenario`).
 
 use std::fs;
 use std::io::BufWriter;
@@ -8,18 +9,19 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use pooltune::config::scenario::ScenarioSpec;
 use pooltune::config::Override;
 use pooltune::error::{ConfigError, Error, Origin};
 use pooltune::report::{
     self,
     html::{self, Input, ReportError, RunInput},
-    plot::TimeSeries,
+    plot::{FleetSeries, TimeSeries},
     timeseries::{CsvSink, WithProgress},
 };
 use pooltune::scenario::{self, LoadedPolicy};
 use pooltune::time::SimTime;
 
-use super::{lib, wall_clock};
+use super::{exit_code, lib, wall_clock};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
@@ -41,11 +43,17 @@ pub struct RunArgs {
     /// list` shows them).
     #[arg(long, value_name = "FILE|NAME", default_value = scenario::DEFAULT_TRACE)]
     trace: String,
+    /// A scenario file (a topology: services, PgBouncer, primary and
+    /// replicas, fleet events, assertions; see `scenarios/`), instead of
+    /// `--policy`/`--trace`. Exits 1 when an assertion fails (the outputs
+    /// are still written).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["policies", "trace"])]
+    scenario: Option<PathBuf>,
     /// The master seed; every random stream derives from it.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Output directory (default: reports/<scenario>-<seed>).
-    #[arg(long, value_name = "DIR")]
+    #[arg(short = 'o', long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Override a policy or workload key for this run, e.g.
     /// `--set resize.scale_up=0.7` or `--set arrivals.rate_per_s=500`
@@ -80,8 +88,16 @@ pub fn list() -> Result<()> {
     Ok(())
 }
 
-/// An error with the exit code it maps to.
-pub fn run(args: RunArgs) -> Result<()> {
+/// Runs `sim run` and returns its exit code: 0, or
+/// [`exit_code::ASSERTION_FAILED`] for a scenario with a failed assertion.
+pub fn run_with_code(args: RunArgs) -> Result<u8> {
+    if let Some(path) = args.scenario.clone() {
+        return run_topology(args, &path);
+    }
+    run_policies(args).map(|()| exit_code::OK)
+}
+
+fn run_policies(args: RunArgs) -> Result<()> {
     let overrides = lib(args
         .sets
         .iter()
@@ -289,5 +305,155 @@ fn write_outputs(
         source,
     })?;
     write("summary.md", &report::markdown(summary))?;
+    Ok(())
+}
+
+/// `sim run --scenario FILE`: one topology run; its outputs beside the
+/// usual ones (servers.csv, services.csv); exit 1 when an assertion fails.
+fn run_topology(args: RunArgs, path: &Path) -> Result<u8> {
+    let overrides = lib(args
+        .sets
+        .iter()
+        .map(|s| Override::parse(s))
+        .collect::<std::result::Result<Vec<_>, _>>())?;
+    let spec = lib(ScenarioSpec::load(path, &overrides))?;
+    let source = path.display().to_string();
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("reports").join(format!("{}-{}", spec.name, args.seed)));
+    eprintln!(
+        "pooltune sim run: scenario {} ({source}), seed {}, {} services, {} servers{}",
+        spec.name,
+        args.seed,
+        spec.topology.services.len(),
+        spec.topology.servers.len(),
+        if spec.topology.bouncer.is_some() {
+            ", PgBouncer"
+        } else {
+            ""
+        }
+    );
+    let started = wall_clock();
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("{prefix:>20} {bar:30} {pos}/{len} simulated s, eta {eta}")
+            .expect("constant template is valid");
+    let expected_end_s = spec.run.horizon.map_or(0.0, |h| h.as_secs_f64());
+    let bar = multi.add(ProgressBar::new(expected_end_s.ceil() as u64));
+    bar.set_style(style);
+    bar.set_prefix(spec.name.clone());
+    let run = if args.no_write {
+        let mut sink = with_bar(pooltune::core::metrics::NullSink, &bar);
+        lib(scenario::run_topology(&spec, &source, args.seed, &mut sink))?
+    } else {
+        fs::create_dir_all(&out_dir).map_err(|source| Error::Write {
+            path: out_dir.clone(),
+            source,
+        })?;
+        let part = out_dir.join(".timeseries.0.part");
+        let file = fs::File::create(&part).map_err(|source| Error::Write {
+            path: part.clone(),
+            source,
+        })?;
+        let mut sink = with_bar(CsvSink::new(&spec.name, BufWriter::new(file), true), &bar);
+        let run = lib(scenario::run_topology(&spec, &source, args.seed, &mut sink))?;
+        sink.inner.finish().map_err(|source| Error::Write {
+            path: part.clone(),
+            source,
+        })?;
+        write_topology_outputs(&out_dir, &run, &part)?;
+        if !args.no_report {
+            write_topology_report(&out_dir, &run.summary.summary)?;
+        }
+        run
+    };
+    bar.finish_and_clear();
+    let elapsed = wall_clock().duration_since(started).as_secs_f64();
+    let s = &run.summary;
+    let r = &s.summary.runs[0];
+    eprintln!(
+        "simulated {} events, {} requests in {:.2} s wall ({:.1} M events/s, {:.2} M requests/s){}",
+        r.events,
+        r.requests.arrived,
+        elapsed,
+        r.events as f64 / elapsed.max(1e-9) / 1e6,
+        r.requests.arrived as f64 / elapsed.max(1e-9) / 1e6,
+        if args.no_write {
+            String::new()
+        } else {
+            format!("; wrote {}", out_dir.display())
+        }
+    );
+    match args.format {
+        Format::Table => print!("{}", report::topology::table(s)),
+        Format::Json => print!("{}", report::topology::json(s)),
+        Format::Md => print!("{}", report::topology::markdown_tables(s)),
+    }
+    Ok(if run.passed() {
+        exit_code::OK
+    } else {
+        exit_code::ASSERTION_FAILED
+    })
+}
+
+fn write_topology_outputs(dir: &Path, run: &scenario::TopologyRun, part: &Path) -> Result<()> {
+    let write = |name: &str, text: &str| -> Result<()> {
+        let path = dir.join(name);
+        fs::write(&path, text)
+            .map_err(|source| Error::Write { path, source })
+            .map_err(anyhow::Error::new)
+    };
+    let s = &run.summary;
+    // summary.json first: everything else derives from it.
+    write("summary.json", &report::topology::json(s))?;
+    let ts = dir.join("timeseries.csv");
+    fs::rename(part, &ts).map_err(|source| Error::Write { path: ts, source })?;
+    let t = &s.topology;
+    let servers: Vec<String> = t.servers.iter().map(|x| x.name.clone()).collect();
+    let services: Vec<String> = t.services.iter().map(|x| x.name.clone()).collect();
+    write(
+        "servers.csv",
+        &report::timeseries::servers_csv(&servers, &run.servers),
+    )?;
+    write(
+        "services.csv",
+        &report::timeseries::services_csv(&services, &run.services),
+    )?;
+    let mut md = report::topology::markdown_tables(s);
+    md.push('\n');
+    md.push_str(&report::markdown(&s.summary));
+    write("summary.md", &md)?;
+    Ok(())
+}
+
+/// report.html, report.md and plots/ of a scenario run: the run's usual
+/// section (the whole fleet as one run), then per-service and per-server
+/// panels.
+fn write_topology_report(dir: &Path, summary: &pooltune::summary::Summary) -> Result<()> {
+    let csv = dir.join("timeseries.csv");
+    let series = if csv.is_file() {
+        Some(TimeSeries::read(&csv).map_err(ReportError::from)?)
+    } else {
+        None
+    };
+    let input = Input::Run(RunInput {
+        label: dir.display().to_string(),
+        summary: summary.clone(),
+        series,
+    });
+    let opts = html::Options::default();
+    let mut report = html::build(&[input], &opts)?;
+    let services = FleetSeries::read(&dir.join("services.csv")).map_err(ReportError::from)?;
+    let servers = FleetSeries::read(&dir.join("servers.csv")).map_err(ReportError::from)?;
+    html::add_fleet_panels(
+        &mut report,
+        &services,
+        &servers,
+        &summary.scenario,
+        summary.seed,
+        &opts,
+    )?;
+    html::write(dir, &report)?;
     Ok(())
 }

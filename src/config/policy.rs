@@ -84,6 +84,7 @@
 //! max_uses = "none"       # default "none": close after this many uses (>= 1; 1 = no pool)
 //! keepalive = "none"      # default "none": check a connection idle this long (< max_lifetime)
 //! max_concurrent_creates = "none" # default "none" (unbounded); >= 1
+//! create_interval = "none" # default "none": connects start at least this far apart (warm-up stagger)
 //! creator = "background"  # default "background"; "caller" (the waiting request opens and waits)
 //! idle_order = "lifo"     # default "lifo"; "fifo"
 //! on_broken = "fail"      # default "fail"; "retry"
@@ -538,6 +539,11 @@ pub struct ConnectionsRaw {
     /// Connects in flight at once. Default "none" (unbounded).
     #[serde(default)]
     pub max_concurrent_creates: CountOrNone,
+    /// Connects start at least this far apart: a warm-up stagger that keeps
+    /// a fleet restarting together under a connect rate limit. Default
+    /// "none".
+    #[serde(default = "none")]
+    pub create_interval: DurOrNone,
     /// "background" (a creator opens connections; any freed one serves the
     /// oldest waiter) or "caller" (the request opens one and waits for it:
     /// deadpool). Default "background".
@@ -567,6 +573,7 @@ impl Default for ConnectionsRaw {
             max_uses: CountOrNone(None),
             keepalive: none(),
             max_concurrent_creates: CountOrNone(None),
+            create_interval: none(),
             creator: CreatorKind::Background,
             idle_order: IdleOrderKind::Lifo,
             on_broken: OnBrokenKind::Fail,
@@ -1364,6 +1371,9 @@ fn lifecycle(
         }
         None => None,
     };
+    if let Some(iv) = c.create_interval.0 {
+        positive(loc, "connections.create_interval", iv)?;
+    }
     if c.max_concurrent_creates.0 == Some(0) {
         return Err(loc.invalid(
             "connections.max_concurrent_creates",
@@ -1471,6 +1481,7 @@ fn lifecycle(
         keepalive,
         health,
         max_concurrent_creates: c.max_concurrent_creates.0,
+        create_interval: c.create_interval.0,
         create_backoff: Backoff {
             initial,
             max: b.max.0,

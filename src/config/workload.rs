@@ -889,24 +889,7 @@ fn validate(
     }
     let write_fraction = fraction(loc, "write_fraction", raw.write_fraction)?;
     let db = &raw.database;
-    let connect_latency = match (&db.connect_latency, db.connect) {
-        (Some(_), Some(_)) => return Err(loc.invalid_related(
-            "database.connect_latency",
-            &["database.connect"],
-            "expected either `connect` (a preset) or `connect_latency` (a distribution), not both",
-        )),
-        (Some(d), None) => dist(loc, "database.connect_latency", d)?,
-        (None, Some(p)) => p.connect_latency(),
-        (None, None) => DurationDist::Constant { value_ns: 0 },
-    };
-    let wire = Wire {
-        query_overhead: db.query_overhead.map_or(SimDuration::ZERO, |d| d.0),
-        refusal_latency: match (db.refusal_latency, db.connect) {
-            (Some(d), _) => d.0,
-            (None, Some(p)) => p.round_trip(),
-            (None, None) => Wire::default().refusal_latency,
-        },
-    };
+    let (connect_latency, wire) = database_connect(loc, "database", db)?;
     if raw.app.instances == 0 || raw.app.instances > u16::MAX as u32 {
         return Err(loc.invalid(
             "app.instances",
@@ -923,17 +906,7 @@ fn validate(
         .enumerate()
         .map(|(i, f)| fault_spec(ctx, i, f))
         .collect::<Result<Vec<_>, _>>()?;
-    if db.max_connections == 0 {
-        return Err(loc.invalid("database.max_connections", "expected at least 1, got 0"));
-    }
-    for (key, v) in [
-        ("database.usl_sigma", db.usl_sigma),
-        ("database.usl_kappa", db.usl_kappa),
-    ] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(loc.invalid(key, format!("expected a finite coefficient >= 0, got {v}")));
-        }
-    }
+    database_limits(loc, "database", db)?;
     let r = &raw.run;
     if r.max_events == 0 {
         return Err(loc.invalid("run.max_events", "expected at least 1, got 0"));
@@ -1040,6 +1013,60 @@ fn validate(
     })
 }
 
+/// Validates the connect side of a `[database]` table whose keys are under
+/// `prefix` (`database` in a workload file): the connect latency (a preset
+/// or a distribution) and the round trips. Shared with the scenario file's
+/// `[[servers]]`.
+pub(crate) fn database_connect(
+    loc: &Locator,
+    prefix: &str,
+    db: &DatabaseRaw,
+) -> Result<(DurationDist, Wire), ConfigError> {
+    let connect_latency = match (&db.connect_latency, db.connect) {
+        (Some(_), Some(_)) => return Err(loc.invalid_related(
+            &format!("{prefix}.connect_latency"),
+            &[&format!("{prefix}.connect")],
+            "expected either `connect` (a preset) or `connect_latency` (a distribution), not both",
+        )),
+        (Some(d), None) => dist(loc, &format!("{prefix}.connect_latency"), d)?,
+        (None, Some(p)) => p.connect_latency(),
+        (None, None) => DurationDist::Constant { value_ns: 0 },
+    };
+    let wire = Wire {
+        query_overhead: db.query_overhead.map_or(SimDuration::ZERO, |d| d.0),
+        refusal_latency: match (db.refusal_latency, db.connect) {
+            (Some(d), _) => d.0,
+            (None, Some(p)) => p.round_trip(),
+            (None, None) => Wire::default().refusal_latency,
+        },
+    };
+    Ok((connect_latency, wire))
+}
+
+/// Validates the server side of a `[database]` table whose keys are under
+/// `prefix`: max_connections and the USL coefficients.
+pub(crate) fn database_limits(
+    loc: &Locator,
+    prefix: &str,
+    db: &DatabaseRaw,
+) -> Result<(), ConfigError> {
+    if db.max_connections == 0 {
+        return Err(loc.invalid(
+            &format!("{prefix}.max_connections"),
+            "expected at least 1, got 0",
+        ));
+    }
+    for (key, v) in [("usl_sigma", db.usl_sigma), ("usl_kappa", db.usl_kappa)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(loc.invalid(
+                &format!("{prefix}.{key}"),
+                format!("expected a finite coefficient >= 0, got {v}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Where key `key` of the `index`-th `[[faults]]` entry is (the generic
 /// locator does not descend into arrays of tables).
 fn fault_origin(ctx: &LoadCtx, index: usize, key: &str) -> Origin {
@@ -1086,6 +1113,16 @@ fn fault_spec(ctx: &LoadCtx, index: usize, f: &FaultRaw) -> Result<FaultSpec, Co
         key: format!("faults[{index}].{key}"),
         message,
     };
+    fault_from_raw(f, &err)
+}
+
+/// Validates a fault's keys; `err(key, message)` makes the error for a key
+/// of the entry (it knows where the entry is). Shared with the scenario
+/// file's `[[faults]]`.
+pub(crate) fn fault_from_raw(
+    f: &FaultRaw,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<FaultSpec, ConfigError> {
     let kind = f.kind.name();
     let allowed = f.kind.keys();
     for (key, set) in f.present() {

@@ -163,6 +163,11 @@ pub struct Lifecycle {
     pub health: Option<HealthCheck>,
     /// Connects in flight at once (HikariCP and PgBouncer: 1). None = unbounded.
     pub max_concurrent_creates: Option<u32>,
+    /// Connects start at least this far apart (a warm-up stagger: a pool
+    /// of 25 with 100 ms opens over 2.5 s instead of in one burst, so a
+    /// fleet restarting together stays under a server's connect rate
+    /// limit). None = as fast as the other limits allow.
+    pub create_interval: Option<SimDuration>,
     pub create_backoff: Backoff,
     pub creator: Creator,
     pub idle_order: IdleOrder,
@@ -183,6 +188,7 @@ impl Default for Lifecycle {
             keepalive: None,
             health: None,
             max_concurrent_creates: None,
+            create_interval: None,
             create_backoff: Backoff::default(),
             creator: Creator::Background,
             idle_order: IdleOrder::Lifo,

@@ -57,6 +57,8 @@
 //!   failures close it (`Broken`) and replace it. A connection that passes
 //!   any check rejoins the pool as if just released (it may go straight to
 //!   a waiter).
+//! - `create_interval`: connects start at least that far apart (held back
+//!   by the same gate as the backoff, released by a `ConnectRetry` timer);
 //! - `max_concurrent_creates`: at most that many connects are in flight;
 //!   the others start as connects end. Connections not yet started are not
 //!   counted anywhere: the policy view's `opening` is the connects in
@@ -1479,6 +1481,13 @@ impl<T> Pool<T> {
         self.opening += 1;
         self.size += 1;
         fx.push(Effect::Open(id));
+        if let Some(iv) = self.cfg.lifecycle.create_interval {
+            let at = now + iv;
+            if at > self.hold_until {
+                self.hold_until = at;
+                self.schedule(at, Timer::ConnectRetry, fx);
+            }
+        }
     }
 
     fn close(&mut self, conn: ConnId, reason: CloseReason, fx: &mut Vec<Effect<T>>) {
@@ -2466,6 +2475,47 @@ mod tests {
         assert_eq!((p.size(), p.idle()), (3, 3));
         order.sort();
         assert_eq!(order, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn create_interval_spaces_connect_starts() {
+        use std::collections::BTreeSet;
+        let lc = Lifecycle {
+            create_interval: Some(SimDuration::from_millis(100)),
+            ..Lifecycle::default()
+        };
+        let (mut p, mut fx) = lpool(5, 5, 5, lc, 1);
+        // Connects take 1 ms; record when each starts.
+        let mut events: BTreeSet<(SimTime, u8, ConnId)> = BTreeSet::new();
+        let mut starts = Vec::new();
+        let mut now = SimTime::ZERO;
+        loop {
+            for e in std::mem::take(&mut fx) {
+                match e {
+                    Effect::Open(c) => {
+                        starts.push(now);
+                        events.insert((now + SimDuration::from_millis(1), 0, c));
+                    }
+                    Effect::Wake { at } => {
+                        events.insert((at, 1, 0));
+                    }
+                    _ => {}
+                }
+            }
+            let Some(&(t, kind, c)) = events.iter().next() else {
+                break;
+            };
+            events.remove(&(t, kind, c));
+            now = t;
+            if kind == 0 {
+                p.connected(now, c, &mut fx);
+            } else {
+                p.wake(now, &mut fx);
+            }
+            p.check_invariants().unwrap();
+        }
+        assert_eq!(starts, (0..5).map(|i| ms(100 * i)).collect::<Vec<_>>());
+        assert_eq!((p.size(), p.idle()), (5, 5));
     }
 
     /// Counts the Dropped signals it receives.

@@ -1,8 +1,10 @@
 //! The live event loop: one task owns the pool; IO runs in spawned tasks
 //! that report back through a channel.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -14,15 +16,42 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::clock::{LiveClock, Stopwatch};
 use super::conninfo::Target;
+use super::statements::{self, Picker, StatementCount, StatementFile, Value};
 use super::{LiveError, LiveReport, LIVE_SCHEMA, STATEMENT};
+use crate::core::lifecycle::OnBroken;
 use crate::core::metrics::{CloseReason, Latency, SampleSink};
 use crate::core::policy::Policy;
 use crate::core::pool::{ConnId, Effect, Pool, PoolConfig};
-use crate::core::request::{Priority, Request};
+use crate::core::request::{Kind, Priority, Request};
 use crate::rng::SeedTree;
 use crate::sim::{RunOptions, RunOutcome};
 use crate::time::{SimDuration, SimTime};
-use crate::trace::RequestSource;
+use crate::trace::{RecordStream, RequestSource, TraceError, TraceRecord};
+
+/// What each request runs.
+#[derive(Clone, Debug, Default)]
+pub enum StatementSource {
+    /// `SELECT pg_sleep($1)` with the request's service time.
+    #[default]
+    PgSleep,
+    /// A statement workload file (`live run --statements FILE`).
+    File(Arc<StatementFile>),
+    /// The trace's recorded SQL, in read-only sessions (`live run
+    /// --sql-from-trace`); requests without SQL run `pg_sleep`. Only
+    /// [`crate::live::run_scenario`] can replay it (it needs the records).
+    RecordedSql,
+}
+
+impl StatementSource {
+    /// A short name for `live.json`: `pg_sleep`, `file:PATH` or `trace-sql`.
+    pub fn describe(&self) -> String {
+        match self {
+            StatementSource::PgSleep => "pg_sleep".to_string(),
+            StatementSource::File(f) => format!("file:{}", f.source),
+            StatementSource::RecordedSql => "trace-sql".to_string(),
+        }
+    }
+}
 
 /// Knobs only a live run has.
 #[derive(Clone, Debug)]
@@ -40,6 +69,15 @@ pub struct LiveOptions {
     /// transaction mode, such as PgBouncer before 1.21, where a connection's
     /// prepared statements do not follow it from one transaction to the next).
     pub prepared: bool,
+    /// What each request runs (default `pg_sleep`).
+    pub statements: StatementSource,
+    /// Zero (the default): a server that cannot be reached before the run
+    /// fails it at once. Otherwise a server that is down or starting up
+    /// (connection refused or timed out, "starting up") does not stop the
+    /// run: it starts on schedule, the pool connects with its own backoff,
+    /// and the run fails only if no probe reaches the server within this
+    /// long. A refused login fails at once either way.
+    pub wait_for_server: Duration,
 }
 
 impl Default for LiveOptions {
@@ -49,6 +87,8 @@ impl Default for LiveOptions {
             shutdown_grace: Duration::from_secs(5),
             seed: 0,
             prepared: true,
+            statements: StatementSource::PgSleep,
+            wait_for_server: Duration::ZERO,
         }
     }
 }
@@ -60,12 +100,112 @@ pub struct LiveOutcome {
     pub report: LiveReport,
 }
 
+/// What one request runs.
+#[derive(Clone, Debug)]
+pub(crate) enum Work {
+    Sleep,
+    /// Statement `index` of the statement file, with its parameters.
+    Statement {
+        index: usize,
+        values: Vec<Value>,
+    },
+    /// The trace's recorded SQL, in a read-only transaction.
+    Sql(String),
+}
+
+/// A request's work while it waits or runs. The pool carries a ticket
+/// (see [`ticket`]) that finds it in the driver's table.
+struct Job {
+    service: SimDuration,
+    work: Work,
+    /// Index into the run's per-statement counts.
+    count: usize,
+}
+
+/// The pool's payload type is the simulator's (`SimDuration`, so the run
+/// outcome is the same type); the live driver never reads it as a
+/// duration: it is an opaque ticket naming the request's [`Job`].
+fn ticket(id: u64) -> SimDuration {
+    SimDuration(id)
+}
+
+/// Requests with the work each runs.
+pub(crate) trait JobSource {
+    fn next_job(&mut self) -> Option<(Request, Work)>;
+}
+
+/// Every request runs `pg_sleep`.
+pub(crate) struct SleepJobs<S>(pub S);
+
+impl<S: RequestSource> JobSource for SleepJobs<S> {
+    fn next_job(&mut self) -> Option<(Request, Work)> {
+        self.0.next_request().map(|r| (r, Work::Sleep))
+    }
+}
+
+/// Each request picks a statement of a file when it arrives.
+pub(crate) struct FileJobs<S> {
+    pub source: S,
+    pub picker: Picker,
+}
+
+impl<S: RequestSource> JobSource for FileJobs<S> {
+    fn next_job(&mut self) -> Option<(Request, Work)> {
+        let r = self.source.next_request()?;
+        let (index, values) = self.picker.pick(r.kind, r.service);
+        Some((r, Work::Statement { index, values }))
+    }
+}
+
+/// A trace's records: each request runs its recorded SQL (or `pg_sleep`
+/// when it has none). An error ends the stream and is kept.
+pub(crate) struct TraceJobs<R> {
+    records: R,
+    rec: TraceRecord,
+    pub error: Option<TraceError>,
+}
+
+impl<R: RecordStream> TraceJobs<R> {
+    pub fn new(records: R) -> Self {
+        TraceJobs {
+            records,
+            rec: TraceRecord::default(),
+            error: None,
+        }
+    }
+}
+
+impl<R: RecordStream> JobSource for TraceJobs<R> {
+    fn next_job(&mut self) -> Option<(Request, Work)> {
+        if self.error.is_some() {
+            return None;
+        }
+        match self.records.next_record(&mut self.rec) {
+            Ok(true) => {
+                let sql = self.rec.sql.trim();
+                let work = if sql.is_empty() {
+                    Work::Sleep
+                } else {
+                    Work::Sql(sql.to_string())
+                };
+                Some((self.rec.request(), work))
+            }
+            Ok(false) => None,
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+}
+
 /// Completions reported by IO tasks.
 enum IoEvent {
     Connected {
         conn: ConnId,
         client: Client,
         stmt: Option<Statement>,
+        stmts: Arc<Vec<Statement>>,
         task: JoinHandle<()>,
         took: SimDuration,
     },
@@ -103,6 +243,10 @@ enum IoEvent {
 struct Slot {
     client: Option<Client>,
     stmt: Option<Statement>,
+    /// The statement file's statements, prepared on this connection.
+    stmts: Arc<Vec<Statement>>,
+    /// The running request's ticket.
+    ticket: u64,
     /// The tokio-postgres connection future's task.
     task: Option<JoinHandle<()>>,
     cancel: Option<CancelToken>,
@@ -127,6 +271,13 @@ struct Driver<'a> {
     tx: mpsc::UnboundedSender<IoEvent>,
     clock: LiveClock,
     prepared: bool,
+    statements: StatementSource,
+    /// A request whose connection broke under it fails (not requeued).
+    pool_on_broken_fails: bool,
+    /// Waiting and running requests' work, by ticket.
+    jobs: BTreeMap<u64, Job>,
+    next_ticket: u64,
+    counts: Vec<StatementCount>,
     timers: [Option<SimTime>; 3],
     /// When the pool asked to be woken.
     wake_at: Option<SimTime>,
@@ -154,19 +305,102 @@ struct Driver<'a> {
 /// arrivals stop, the summary is taken at that instant (requests waiting or
 /// running count as in flight), running queries are cancelled and every
 /// connection is closed before this returns.
+///
+/// Each request runs what `live.statements` says; `RecordedSql` needs the
+/// trace's records, so only [`crate::live::run_scenario`] replays it.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<S: RequestSource>(
     target: &Target,
     pool_config: &PoolConfig,
     policy: Box<dyn Policy>,
-    mut source: S,
+    source: S,
+    opts: &RunOptions,
+    live: &LiveOptions,
+    sink: &mut dyn SampleSink,
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Result<LiveOutcome, LiveError> {
+    match &live.statements {
+        StatementSource::PgSleep => {
+            let mut jobs = SleepJobs(source);
+            run_jobs(target, pool_config, policy, &mut jobs, opts, live, sink, stop).await
+        }
+        StatementSource::File(f) => {
+            let mut jobs = FileJobs {
+                source,
+                picker: Picker::new(f, SeedTree::new(live.seed).stream("live.statements")),
+            };
+            run_jobs(target, pool_config, policy, &mut jobs, opts, live, sink, stop).await
+        }
+        StatementSource::RecordedSql => Err(LiveError::Target(
+            "replaying recorded SQL needs a recorded trace (a workload whose arrivals come from a trace file)"
+                .to_string(),
+        )),
+    }
+}
+
+/// The statement source's rows of the per-statement counts.
+fn initial_counts(source: &StatementSource) -> Vec<StatementCount> {
+    let count = |name: &str, kind: &str, sql: &str| StatementCount {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        sql: sql.to_string(),
+        picked: 0,
+        completed: 0,
+        failed: 0,
+    };
+    match source {
+        StatementSource::PgSleep => vec![count("pg_sleep", "", STATEMENT)],
+        StatementSource::File(f) => f
+            .statements
+            .iter()
+            .map(|s| {
+                let kind = match s.kind {
+                    Kind::Read => "read",
+                    Kind::Write => "write",
+                };
+                count(&s.name, kind, &s.sql)
+            })
+            .collect(),
+        StatementSource::RecordedSql => vec![
+            count("recorded", "", "(the trace's sql, read-only)"),
+            count("pg_sleep", "", STATEMENT),
+        ],
+    }
+}
+
+/// [`run`] with the requests and their work from `jobs`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_jobs<J: JobSource>(
+    target: &Target,
+    pool_config: &PoolConfig,
+    policy: Box<dyn Policy>,
+    jobs: &mut J,
     opts: &RunOptions,
     live: &LiveOptions,
     sink: &mut dyn SampleSink,
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> Result<LiveOutcome, LiveError> {
     assert!(live.speed > 0.0 && live.speed.is_finite(), "speed > 0");
-    let (server_version, server_max_connections) = preflight(target).await?;
+    if let StatementSource::File(f) = &live.statements {
+        check_statements(target, f).await?;
+    }
+    // A server that is down may come up during the run (--wait-for-server):
+    // then a probe keeps trying in the background while the pool, with its
+    // own backoff, does the same.
+    let mut probe: Option<JoinHandle<Result<(String, u32), LiveError>>> = None;
+    let (mut server_version, mut server_max_connections) = match preflight(target).await {
+        Ok(v) => v,
+        // Down or starting up: the probe reports it or gives up.
+        Err((_, true)) if !live.wait_for_server.is_zero() => {
+            probe = Some(tokio::spawn(probe_until(
+                target.clone(),
+                live.wait_for_server,
+            )));
+            (String::new(), 0)
+        }
+        Err((e, _)) => return Err(e),
+    };
+    let mut fatal: Option<LiveError> = None;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let clock = LiveClock::start();
     let mut d = Driver {
@@ -181,6 +415,11 @@ pub async fn run<S: RequestSource>(
         tx,
         clock,
         prepared: live.prepared,
+        statements: live.statements.clone(),
+        pool_on_broken_fails: pool_config.lifecycle.on_broken != OnBroken::Retry,
+        jobs: BTreeMap::new(),
+        next_ticket: 0,
+        counts: initial_counts(&live.statements),
         timers: [None; 3],
         wake_at: None,
         pending_io: 0,
@@ -205,7 +444,7 @@ pub async fn run<S: RequestSource>(
     let sample_interval = opts.sample_interval.filter(|si| si.0 > 0);
     let mut next_sample = sample_interval.map(|si| SimTime::ZERO + si);
     let mut last_sample = SimTime::ZERO;
-    let mut next: Option<Request> = source.next_request();
+    let mut next: Option<(Request, Work)> = jobs.next_job();
     let mut last_arrival = SimTime::ZERO;
     let horizon = opts.horizon.map(|h| scale(SimTime(h.0)));
     let max_time = SimTime(opts.max_sim_time.0);
@@ -232,7 +471,7 @@ pub async fn run<S: RequestSource>(
             )));
         }
         let mut wake = [
-            next.as_ref().map(|r| scale(r.arrival)),
+            next.as_ref().map(|(r, _)| scale(r.arrival)),
             d.wake_at,
             next_sample,
             next.is_none().then_some(end_at),
@@ -252,6 +491,28 @@ pub async fn run<S: RequestSource>(
                 interrupted = true;
                 break d.clock.now();
             }
+            found = async {
+                match probe.as_mut() {
+                    Some(p) => p.await,
+                    None => std::future::pending().await,
+                }
+            }, if probe.is_some() => {
+                probe = None;
+                match found {
+                    Ok(Ok((version, max))) => {
+                        server_version = version;
+                        server_max_connections = max;
+                    }
+                    Ok(Err(e)) => {
+                        fatal = Some(e);
+                        break d.clock.now();
+                    }
+                    Err(e) => {
+                        fatal = Some(LiveError::Runtime(format!("the server probe failed: {e}")));
+                        break d.clock.now();
+                    }
+                }
+            }
             ev = rx.recv() => {
                 let ev = ev.expect("the driver holds a sender");
                 events += 1;
@@ -268,13 +529,15 @@ pub async fn run<S: RequestSource>(
                         d.apply_effects(now);
                     }
                 }
-                while let Some(r) = next.filter(|r| scale(r.arrival) <= now) {
+                while next.as_ref().is_some_and(|(r, _)| scale(r.arrival) <= now) {
+                    let (r, work) = next.take().expect("checked above");
                     events += 1;
                     d.arrival_lag.record(now - scale(r.arrival));
                     last_arrival = scale(r.arrival);
-                    d.pool.acquire(now, r.priority, r.service, &mut d.fx);
+                    let id = d.admit(r.service, work);
+                    d.pool.acquire(now, r.priority, ticket(id), &mut d.fx);
                     d.apply_effects(now);
-                    next = source.next_request();
+                    next = jobs.next_job();
                 }
                 if d.wake_at.is_some_and(|at| at <= now) {
                     events += 1;
@@ -328,9 +591,13 @@ pub async fn run<S: RequestSource>(
         connections_lost,
         checks,
         checks_failed,
+        counts,
         ..
     } = d;
     drop(tx);
+    if let Some(p) = probe {
+        p.abort();
+    }
     let (cancelled, aborted) = shutdown(
         slots,
         pending_io,
@@ -343,10 +610,24 @@ pub async fn run<S: RequestSource>(
         schema: LIVE_SCHEMA.to_string(),
         pooltune_version: env!("CARGO_PKG_VERSION").to_string(),
         database: target.describe().to_string(),
-        server_version,
+        server_version: if server_version.is_empty() {
+            "unknown (no probe reached the server)".to_string()
+        } else {
+            server_version
+        },
         server_max_connections,
         application_name: target.application_name().to_string(),
-        statement: STATEMENT.to_string(),
+        statement: match &live.statements {
+            StatementSource::PgSleep => STATEMENT.to_string(),
+            StatementSource::File(f) => format!(
+                "{} statements of {} (see `statements`)",
+                f.statements.len(),
+                f.source
+            ),
+            StatementSource::RecordedSql => format!(
+                "the trace's recorded SQL in read-only transactions; {STATEMENT} without it"
+            ),
+        },
         speed: live.speed,
         interrupted,
         wall_duration_s: wall.as_secs_f64(),
@@ -364,7 +645,12 @@ pub async fn run<S: RequestSource>(
         errors,
         queries_cancelled: cancelled,
         connections_aborted: aborted,
+        statement_source: live.statements.describe(),
+        statements: counts,
     };
+    if let Some(e) = fatal {
+        return Err(e);
+    }
     Ok(LiveOutcome {
         outcome: RunOutcome {
             pool,
@@ -387,12 +673,99 @@ fn catch_up(mut t: SimTime, iv: SimDuration, now: SimTime) -> SimTime {
     t
 }
 
+/// Whether a connect error may pass if the server is given time: it is
+/// down (refused, timed out: no SQLSTATE) or starting up, not a refusal
+/// of the login.
+fn transient(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(c) => [
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ]
+        .contains(c),
+    }
+}
+
+/// Probes the server until it answers, with a backoff from 100 ms to 1 s,
+/// for at most `wait`; fails at once on a refused login.
+async fn probe_until(target: Target, wait: Duration) -> Result<(String, u32), LiveError> {
+    let sw = Stopwatch::start();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let left = wait.saturating_sub(Duration::from_nanos(sw.elapsed().0));
+        if left.is_zero() {
+            // One last try, whose error is the one reported.
+            return preflight(&target).await.map_err(|(e, _)| match e {
+                LiveError::Connect { target, message } => LiveError::Connect {
+                    target,
+                    message: format!(
+                        "{message} (still unreachable after --wait-for-server {:.1}s)",
+                        wait.as_secs_f64()
+                    ),
+                },
+                e => e,
+            });
+        }
+        tokio::time::sleep(backoff.min(left)).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+        match preflight(&target).await {
+            Ok(v) => return Ok(v),
+            Err((e, false)) => return Err(e),
+            Err((_, true)) => {}
+        }
+    }
+}
+
+/// Prepares every statement of the file once, before the run: a missing
+/// table or a typo fails the run at once with the statement's name rather
+/// than every connect of the pool.
+async fn check_statements(target: &Target, file: &StatementFile) -> Result<(), LiveError> {
+    let Ok((client, connection)) = target.config().connect(target.tls()).await else {
+        // The preflight reports an unreachable server.
+        return Ok(());
+    };
+    let task = tokio::spawn(connection);
+    let mut result = Ok(());
+    for (i, s) in file.statements.iter().enumerate() {
+        if let Err(e) = client.prepare(&s.sql).await {
+            if e.code().is_none() {
+                break;
+            }
+            result = Err(LiveError::Target(format!(
+                "{}: statement[{}] `{}`: the server cannot prepare it: {}{}",
+                file.source,
+                i + 1,
+                s.name,
+                target.redact(&error_text(&e)),
+                if e.code() == Some(&SqlState::UNDEFINED_TABLE) {
+                    " (for the pgbench tables, run `pooltune live prepare` first)"
+                } else {
+                    ""
+                }
+            )));
+            break;
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    result
+}
+
 /// Connects once before the run: a clear error if the database cannot be
 /// reached, and the server's version and max_connections for the report.
-async fn preflight(target: &Target) -> Result<(String, u32), LiveError> {
-    let fail = |e: tokio_postgres::Error| LiveError::Connect {
-        target: target.describe().to_string(),
-        message: target.redact(&error_text(&e)),
+/// The flag says whether the error may pass with time ([`transient`]).
+async fn preflight(target: &Target) -> Result<(String, u32), (LiveError, bool)> {
+    let fail = |e: tokio_postgres::Error| {
+        (
+            LiveError::Connect {
+                target: target.describe().to_string(),
+                message: target.redact(&error_text(&e)),
+            },
+            transient(&e),
+        )
     };
     let (client, connection) = target.config().connect(target.tls()).await.map_err(fail)?;
     let task = tokio::spawn(connection);
@@ -434,11 +807,22 @@ pub(crate) async fn check(client: &Client, timeout: SimDuration) -> bool {
     }
 }
 
+/// A connection with what its requests need: in read-only mode
+/// `default_transaction_read_only` set; when preparing, `pg_sleep` (unless
+/// a statement file replaces it) or the file's statements prepared.
+type Connected = (
+    Client,
+    Option<Statement>,
+    Arc<Vec<Statement>>,
+    JoinHandle<()>,
+);
+
 async fn connect_and_prepare(
     target: &Target,
     prepare: bool,
+    statements: &StatementSource,
     on_end: impl FnOnce() + Send + 'static,
-) -> Result<(Client, Option<Statement>, JoinHandle<()>), tokio_postgres::Error> {
+) -> Result<Connected, tokio_postgres::Error> {
     let (client, connection) = target.config().connect(target.tls()).await?;
     let task = tokio::spawn(async move {
         // Ends when we close the client, or when the server closes the
@@ -446,15 +830,115 @@ async fn connect_and_prepare(
         let _ = connection.await;
         on_end();
     });
-    if !prepare {
-        return Ok((client, None, task));
+    let setup = async {
+        if matches!(statements, StatementSource::RecordedSql) {
+            // Every transaction of this session is read-only unless a
+            // statement says otherwise (and each recorded statement runs
+            // inside `BEGIN READ ONLY` ... `ROLLBACK` as well).
+            client
+                .batch_execute("SET default_transaction_read_only = on")
+                .await?;
+        }
+        if !prepare {
+            return Ok((None, Arc::new(Vec::new())));
+        }
+        match statements {
+            StatementSource::File(f) => {
+                let mut v = Vec::with_capacity(f.statements.len());
+                for s in &f.statements {
+                    v.push(client.prepare(&s.sql).await?);
+                }
+                Ok((None, Arc::new(v)))
+            }
+            _ => Ok((
+                Some(client.prepare_typed(STATEMENT, &[Type::FLOAT8]).await?),
+                Arc::new(Vec::new()),
+            )),
+        }
     }
-    match client.prepare_typed(STATEMENT, &[Type::FLOAT8]).await {
-        Ok(stmt) => Ok((client, Some(stmt), task)),
+    .await;
+    match setup {
+        Ok((stmt, stmts)) => Ok((client, stmt, stmts, task)),
         Err(e) => {
             drop(client);
             let _ = task.await;
             Err(e)
+        }
+    }
+}
+
+/// Runs one request's work on `client`: its result (the error text
+/// unredacted) after the whole exchange.
+async fn execute(
+    client: &Client,
+    stmt: Option<&Statement>,
+    stmts: &[Statement],
+    statements: &StatementSource,
+    work: &Work,
+    service: SimDuration,
+) -> Result<(), String> {
+    let pg = |e: tokio_postgres::Error| error_text(&e);
+    match work {
+        Work::Sleep => {
+            let secs = service.as_secs_f64();
+            match stmt {
+                Some(stmt) => client.execute(stmt, &[&secs]).await.map(|_| ()),
+                // Unnamed, in one round trip (Parse, Bind, Execute, Sync):
+                // fine behind transaction poolers.
+                None => client
+                    .query_typed(STATEMENT, &[(&secs, Type::FLOAT8)])
+                    .await
+                    .map(|_| ()),
+            }
+            .map_err(pg)
+        }
+        Work::Statement { index, values } => {
+            let prepared = stmts.get(*index);
+            let mut bound = Vec::with_capacity(values.len());
+            for (i, v) in values.iter().enumerate() {
+                let ty = prepared.and_then(|s| s.params().get(i));
+                bound.push(
+                    statements::bind(v, ty).map_err(|m| format!("parameter ${}: {m}", i + 1))?,
+                );
+            }
+            match prepared {
+                Some(s) => {
+                    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = bound
+                        .iter()
+                        .map(|(b, _)| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                        .collect();
+                    client.execute(s, &refs).await.map(|_| ()).map_err(pg)
+                }
+                None => {
+                    let StatementSource::File(f) = statements else {
+                        return Err("no statement file".to_string());
+                    };
+                    let sql = &f.statements[*index].sql;
+                    let typed: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = bound
+                        .iter()
+                        .map(|(b, t)| {
+                            (
+                                b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync),
+                                t.clone(),
+                            )
+                        })
+                        .collect();
+                    client
+                        .query_typed(sql, &typed)
+                        .await
+                        .map(|_| ())
+                        .map_err(pg)
+                }
+            }
+        }
+        Work::Sql(sql) => {
+            // The extended protocol takes one statement only (no `;`
+            // chains), inside a read-only transaction that is rolled back:
+            // a write fails, and a setting the statement changes is undone.
+            client.batch_execute("BEGIN READ ONLY").await.map_err(pg)?;
+            let result = client.query_typed(sql, &[]).await.map(|_| ()).map_err(pg);
+            let end = client.batch_execute("ROLLBACK").await.map_err(pg);
+            result.and(end)
         }
     }
 }
@@ -466,6 +950,27 @@ impl Driver<'_> {
             self.slots.resize_with(i + 1, Slot::default);
         }
         &mut self.slots[i]
+    }
+
+    /// Files a request's work and returns its ticket.
+    fn admit(&mut self, service: SimDuration, work: Work) -> u64 {
+        let id = self.next_ticket;
+        self.next_ticket += 1;
+        let count = match (&work, &self.statements) {
+            (Work::Statement { index, .. }, _) => *index,
+            (Work::Sleep, StatementSource::RecordedSql) => 1,
+            _ => 0,
+        };
+        self.counts[count].picked += 1;
+        self.jobs.insert(
+            id,
+            Job {
+                service,
+                work,
+                count,
+            },
+        );
+        id
     }
 
     fn note_error(&mut self, message: String) {
@@ -483,6 +988,7 @@ impl Driver<'_> {
                 conn,
                 client,
                 stmt,
+                stmts,
                 task,
                 took,
             } => {
@@ -493,6 +999,7 @@ impl Driver<'_> {
                 slot.cancel = Some(client.cancel_token());
                 slot.client = Some(client);
                 slot.stmt = stmt;
+                slot.stmts = stmts;
                 slot.task = Some(task);
                 self.pool.connected(now, conn, &mut self.fx);
             }
@@ -521,19 +1028,31 @@ impl Driver<'_> {
                 let usable = !client.is_closed();
                 slot.client = Some(client);
                 slot.stmt = stmt;
-                let (started, service) = (slot.started, slot.service);
+                let (started, service, id) = (slot.started, slot.service, slot.ticket);
+                let count = self.jobs.get(&id).map(|j| j.count);
                 match result {
                     Ok(()) => {
                         self.hold_overhead
                             .record(SimDuration((now - started).0.saturating_sub(service.0)));
                         self.rtt_overhead
                             .record(SimDuration(rtt.0.saturating_sub(service.0)));
+                        if let Some(c) = count {
+                            self.counts[c].completed += 1;
+                        }
+                        self.jobs.remove(&id);
                         self.pool.release(now, conn, &mut self.fx);
                     }
                     Err(message) => {
                         self.query_errors += 1;
                         self.note_error(message);
-                        self.pool.fail(now, conn, usable, service, &mut self.fx);
+                        if let Some(c) = count {
+                            self.counts[c].failed += 1;
+                        }
+                        // A request sent back to its queue keeps its work.
+                        if usable || self.pool_on_broken_fails {
+                            self.jobs.remove(&id);
+                        }
+                        self.pool.fail(now, conn, usable, ticket(id), &mut self.fx);
                     }
                 }
             }
@@ -578,17 +1097,21 @@ impl Driver<'_> {
                     let tx = self.tx.clone();
                     let target = self.target.clone();
                     let prepare = self.prepared;
+                    let statements = self.statements.clone();
                     tokio::spawn(async move {
                         let sw = Stopwatch::start();
                         let watch = tx.clone();
                         let on_end = move || {
                             let _ = watch.send(IoEvent::Lost { conn, generation });
                         };
-                        let ev = match connect_and_prepare(&target, prepare, on_end).await {
-                            Ok((client, stmt, task)) => IoEvent::Connected {
+                        let ev = match connect_and_prepare(&target, prepare, &statements, on_end)
+                            .await
+                        {
+                            Ok((client, stmt, stmts, task)) => IoEvent::Connected {
                                 conn,
                                 client,
                                 stmt,
+                                stmts,
                                 task,
                                 took: sw.elapsed(),
                             },
@@ -602,28 +1125,31 @@ impl Driver<'_> {
                     });
                 }
                 Effect::Start { conn, payload, .. } => {
+                    let id = payload.0;
+                    let (service, work) = match self.jobs.get(&id) {
+                        Some(j) => (j.service, j.work.clone()),
+                        // Cannot happen: a ticket stays filed until its
+                        // request ends. Run nothing rather than panic.
+                        None => (SimDuration::ZERO, Work::Sleep),
+                    };
+                    let statements = self.statements.clone();
                     let slot = self.slot(conn);
                     let client = slot.client.take().expect("a started connection is open");
                     let stmt = slot.stmt.clone();
+                    let stmts = slot.stmts.clone();
                     slot.busy = true;
                     slot.started = now;
-                    slot.service = payload;
+                    slot.service = service;
+                    slot.ticket = id;
                     self.pending_io += 1;
                     let tx = self.tx.clone();
                     let target = self.target.clone();
-                    let secs = payload.as_secs_f64();
                     tokio::spawn(async move {
                         let sw = Stopwatch::start();
-                        let result = match &stmt {
-                            Some(stmt) => client.execute(stmt, &[&secs]).await.map(|_| ()),
-                            // Unnamed, in one round trip (Parse, Bind,
-                            // Execute, Sync): fine behind transaction poolers.
-                            None => client
-                                .query_typed(STATEMENT, &[(&secs, Type::FLOAT8)])
+                        let result =
+                            execute(&client, stmt.as_ref(), &stmts, &statements, &work, service)
                                 .await
-                                .map(|_| ()),
-                        }
-                        .map_err(|e| target.redact(&error_text(&e)));
+                                .map_err(|e| target.redact(&e));
                         let rtt = sw.elapsed();
                         let _ = tx.send(IoEvent::QueryDone {
                             conn,
@@ -680,7 +1206,11 @@ impl Driver<'_> {
                 // Open loop: nobody waits on the request; the pool counted
                 // it (timed out, rejected, or failed: its connect failed or
                 // it was handed a broken connection).
-                Effect::TimedOut { .. } | Effect::Rejected { .. } | Effect::Failed { .. } => {}
+                Effect::TimedOut { payload, .. }
+                | Effect::Rejected { payload, .. }
+                | Effect::Failed { payload, .. } => {
+                    self.jobs.remove(&payload.0);
+                }
             }
         }
         // Nothing above calls the pool: hand the (empty) buffer back.

@@ -22,13 +22,19 @@
 //!
 //! The statement is `SELECT pg_sleep($1)`, prepared once per connection,
 //! with the request's service time in seconds as a bound `float8`
-//! parameter: trace data is never interpolated into SQL.
+//! parameter: trace data is never interpolated into SQL. Instead, requests
+//! can run statements of a workload file ([`statements`], bound
+//! parameters) or the trace's recorded SQL in read-only transactions
+//! ([`StatementSource`]); [`prepare`] makes pgbench's tables for the
+//! former.
 
 pub mod calibrate;
 pub mod clock;
 pub mod conninfo;
 mod driver;
 pub mod handle;
+pub mod prepare;
+pub mod statements;
 pub mod tls;
 
 use std::future::Future;
@@ -36,14 +42,16 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::workload::SourceSpec;
 use crate::core::metrics::{DistributionMs, SampleSink};
 use crate::rng::SeedTree;
 use crate::scenario::{open_source, LoadedPolicy, LoadedWorkload};
 use crate::summary::{run_summary, PolicyInfo, Summary, TraceInfo, SCHEMA};
 use crate::time::SimTime;
+use crate::trace::transform::Transformed;
 
 pub use conninfo::Target;
-pub use driver::{run, LiveOptions, LiveOutcome};
+pub use driver::{run, LiveOptions, LiveOutcome, StatementSource};
 pub use handle::{GetError, Guard, HandleOptions, HandleStats, PoolHandle};
 
 /// The statement every request runs, with its service time in seconds.
@@ -127,6 +135,14 @@ pub struct LiveReport {
     /// Connections left when the run ended that had to be aborted because
     /// they did not close within the shutdown grace period.
     pub connections_aborted: u64,
+    /// What the requests ran: `pg_sleep`, `file:PATH` (`--statements`) or
+    /// `trace-sql` (`--sql-from-trace`). Empty in reports written before
+    /// statement workloads existed.
+    #[serde(default)]
+    pub statement_source: String,
+    /// Per statement: requests that picked it, completed and failed.
+    #[serde(default)]
+    pub statements: Vec<statements::StatementCount>,
 }
 
 /// Builds a multi-threaded runtime for a live run (two workers: the live
@@ -160,30 +176,65 @@ pub async fn run_scenario(
 ) -> Result<LiveScenario, LiveError> {
     let seeds = SeedTree::new(seed);
     let w = &workload.spec;
-    // The very request stream `sim run` replays (generator or recorded trace).
-    let mut source = open_source(w, &seeds)
-        .map_err(|e| LiveError::Target(format!("workload {}: {e}", workload.source)))?;
     let live = LiveOptions {
         seed,
         ..live.clone()
     };
-    let out = run(
-        target,
-        &policy.spec.pool,
-        policy.spec.build(),
-        &mut source,
-        &w.run,
-        &live,
-        sink,
-        stop,
-    )
-    .await?;
-    if let Some(e) = source.take_error() {
-        return Err(LiveError::Target(format!(
+    let ended_early = |e: crate::trace::TraceError| {
+        LiveError::Target(format!(
             "workload {}: the trace ended early: {e}",
             workload.source
-        )));
-    }
+        ))
+    };
+    let out = if let StatementSource::RecordedSql = live.statements {
+        // The same records `open_source` replays, with their SQL.
+        let SourceSpec::Trace(t) = &w.source else {
+            return Err(LiveError::Target(format!(
+                "workload {}: --sql-from-trace replays a recorded trace's SQL, but this workload's requests are generated",
+                workload.source
+            )));
+        };
+        let reader = t
+            .trace
+            .open_full()
+            .map_err(|e| LiveError::Target(format!("workload {}: {e}", workload.source)))?;
+        let mut jobs =
+            driver::TraceJobs::new(Transformed::new(reader, t.transform.clone(), &seeds));
+        let out = driver::run_jobs(
+            target,
+            &policy.spec.pool,
+            policy.spec.build(),
+            &mut jobs,
+            &w.run,
+            &live,
+            sink,
+            stop,
+        )
+        .await?;
+        if let Some(e) = jobs.error.take() {
+            return Err(ended_early(e));
+        }
+        out
+    } else {
+        // The very request stream `sim run` replays (generator or recorded trace).
+        let mut source = open_source(w, &seeds)
+            .map_err(|e| LiveError::Target(format!("workload {}: {e}", workload.source)))?;
+        let out = run(
+            target,
+            &policy.spec.pool,
+            policy.spec.build(),
+            &mut source,
+            &w.run,
+            &live,
+            sink,
+            stop,
+        )
+        .await?;
+        if let Some(e) = source.take_error() {
+            return Err(ended_early(e));
+        }
+        out
+    };
     let info = PolicyInfo {
         name: policy.spec.name.clone(),
         hash: policy.spec.hash.clone(),

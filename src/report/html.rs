@@ -994,6 +994,47 @@ pub fn report_dirs(
     Ok((report, written))
 }
 
+/// Adds a scenario run's panels to a report: one per service (pool size,
+/// target, waiting) and one per server (connects/s, closes/s, backends),
+/// from `services.csv` and `servers.csv`, after the run's section.
+pub fn add_fleet_panels(
+    report: &mut Report,
+    services: &plot::FleetSeries,
+    servers: &plot::FleetSeries,
+    scenario: &str,
+    seed: u64,
+    opts: &Options,
+) -> Result<(), ReportError> {
+    let plots = [
+        render(
+            &plot::FleetPanels::new(services, plot::Panels::Services, scenario, seed),
+            "",
+            "Per service: pool size, target and waiting requests over time (all its pools together)",
+            opts,
+        )?,
+        render(
+            &plot::FleetPanels::new(servers, plot::Panels::Servers, scenario, seed),
+            "",
+            "Per server: connects and closes per second, and backends, over time",
+            opts,
+        )?,
+    ];
+    let mut h = String::from("<section>\n<h2>Services and servers</h2>\n");
+    let mut md = String::from("## Services and servers\n\n");
+    for p in &plots {
+        h.push_str(&figure(p));
+        let _ = writeln!(md, "![{}](plots/{}.svg)\n", p.title, p.file);
+    }
+    h.push_str("</section>\n");
+    match report.html.rfind("</body>") {
+        Some(i) => report.html.insert_str(i, &h),
+        None => report.html.push_str(&h),
+    }
+    report.markdown.push_str(&md);
+    report.plots.extend(plots);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

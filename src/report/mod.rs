@@ -5,6 +5,7 @@
 pub mod html;
 pub mod plot;
 pub mod timeseries;
+pub mod topology;
 
 use crate::summary::{RunSummary, Summary};
 

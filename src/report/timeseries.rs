@@ -127,3 +127,141 @@ impl<W: Write> SampleSink for CsvSink<W> {
         }
     }
 }
+
+/// `servers.csv` columns, in order.
+pub const SERVERS_HEADER: &[&str] = &[
+    "second", "server", "connects", "accepted", "refused", "closes", "backends",
+];
+
+/// `services.csv` columns, in order.
+pub const SERVICES_HEADER: &[&str] = &[
+    "second",
+    "service",
+    "size",
+    "target",
+    "active",
+    "waiting",
+    "instances_up",
+    "completed",
+    "timed_out",
+];
+
+/// Seconds a set of per-second series covers (the longest of them).
+fn seconds(lens: &[usize]) -> usize {
+    lens.iter().copied().max().unwrap_or(0)
+}
+
+fn at<T: Copy + Default + ToString>(v: &[T], k: usize) -> String {
+    v.get(k).copied().unwrap_or_default().to_string()
+}
+
+/// `servers.csv`: one row per server and second (second k = [k s, k+1 s)),
+/// servers in topology order. A second a series does not reach counts 0.
+pub fn servers_csv(names: &[String], series: &[crate::sim::topology::ServerSeries]) -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    w.write_record(SERVERS_HEADER).expect("writing to memory");
+    for (name, s) in names.iter().zip(series) {
+        let n = seconds(&[
+            s.connects.len(),
+            s.accepted.len(),
+            s.refused.len(),
+            s.closes.len(),
+            s.backends.len(),
+        ]);
+        for k in 0..n {
+            w.write_record([
+                k.to_string(),
+                name.clone(),
+                at(&s.connects, k),
+                at(&s.accepted, k),
+                at(&s.refused, k),
+                at(&s.closes, k),
+                at(&s.backends, k),
+            ])
+            .expect("writing to memory");
+        }
+    }
+    String::from_utf8(w.into_inner().expect("writing to memory")).expect("CSV of UTF-8 is UTF-8")
+}
+
+/// `services.csv`: one row per service and second, all its pools together
+/// (sizes and counts summed over its instances and servers).
+pub fn services_csv(names: &[String], series: &[crate::sim::topology::ServiceSeries]) -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    w.write_record(SERVICES_HEADER).expect("writing to memory");
+    for (name, s) in names.iter().zip(series) {
+        let n = seconds(&[
+            s.size.len(),
+            s.target.len(),
+            s.active.len(),
+            s.waiting.len(),
+            s.instances_up.len(),
+            s.completed.len(),
+            s.timed_out.len(),
+        ]);
+        for k in 0..n {
+            w.write_record([
+                k.to_string(),
+                name.clone(),
+                at(&s.size, k),
+                at(&s.target, k),
+                at(&s.active, k),
+                at(&s.waiting, k),
+                at(&s.instances_up, k),
+                at(&s.completed, k),
+                at(&s.timed_out, k),
+            ])
+            .expect("writing to memory");
+        }
+    }
+    String::from_utf8(w.into_inner().expect("writing to memory")).expect("CSV of UTF-8 is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::topology::{ServerSeries, ServiceSeries};
+
+    #[test]
+    fn servers_csv_one_row_per_server_and_second_padding_short_series() {
+        let s = ServerSeries {
+            connects: vec![5, 7],
+            accepted: vec![5, 6],
+            refused: vec![0, 1],
+            closes: vec![0],
+            backends: vec![5, 11, 11],
+        };
+        let text = servers_csv(&["primary".to_string()], &[s]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "second,server,connects,accepted,refused,closes,backends",
+                "0,primary,5,5,0,0,5",
+                "1,primary,7,6,1,0,11",
+                "2,primary,0,0,0,0,11",
+            ]
+        );
+    }
+
+    #[test]
+    fn services_csv_in_service_order() {
+        let a = ServiceSeries {
+            size: vec![4],
+            target: vec![4],
+            active: vec![1],
+            waiting: vec![0],
+            instances_up: vec![2],
+            completed: vec![30],
+            timed_out: vec![1],
+        };
+        let text = services_csv(
+            &["api".to_string(), "batch".to_string()],
+            &[a, ServiceSeries::default()],
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[1], "0,api,4,4,1,0,2,30,1");
+        assert_eq!(lines[0].split(',').count(), SERVICES_HEADER.len());
+    }
+}

@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::core::pool::ConnId;
 use crate::dist::{DurationDist, Sampler};
 use crate::rng::{SeedTree, Stream};
+use crate::sim::fault::{DropAmount, FaultKind};
 use crate::time::{SimDuration, SimTime};
 
 /// Validated database model.
@@ -220,6 +221,58 @@ impl Database {
             connect_fail_p: 0.0,
             shared,
             resync: false,
+        }
+    }
+
+    /// Registers one more client (a pool that connects here); returns its
+    /// index.
+    pub fn add_client(&mut self) -> u16 {
+        self.slots.push(Vec::new());
+        self.stats.refused_by_instance.push(0);
+        u16::try_from(self.slots.len() - 1).expect("at most 65536 clients per server")
+    }
+
+    /// Sets the fault state from the faults in progress: factors multiply,
+    /// connect failure probabilities combine as independent.
+    pub fn set_faults<'a>(&mut self, active: impl Iterator<Item = &'a FaultKind>) {
+        self.down = false;
+        self.service_factor = 1.0;
+        self.connect_factor = 1.0;
+        let mut ok = 1.0;
+        for k in active {
+            match *k {
+                FaultKind::Restart { .. } => self.down = true,
+                FaultKind::LatencySpike { factor, .. } => self.service_factor *= factor,
+                FaultKind::SlowConnects { factor, .. } => self.connect_factor *= factor,
+                FaultKind::ConnectFailures { probability, .. } => ok *= 1.0 - probability,
+                FaultKind::DropConnections(_) => {}
+            }
+        }
+        self.connect_fail_p = 1.0 - ok;
+    }
+
+    /// The backends a fault of this kind breaks at its start: every live
+    /// one for a restart, a seeded sample for a connection drop.
+    pub fn victims(&self, kind: &FaultKind, rng: &mut Stream) -> Vec<(u16, ConnId)> {
+        match *kind {
+            FaultKind::Restart { .. } => self.live_slots(),
+            FaultKind::DropConnections(amount) => {
+                let mut live = self.live_slots();
+                let k = match amount {
+                    DropAmount::Count(c) => (c as usize).min(live.len()),
+                    DropAmount::Fraction(f) => {
+                        ((live.len() as f64 * f).ceil() as usize).min(live.len())
+                    }
+                };
+                // A partial Fisher-Yates shuffle: k distinct backends.
+                for j in 0..k {
+                    let pick = rng.random_range(j..live.len());
+                    live.swap(j, pick);
+                }
+                live.truncate(k);
+                live
+            }
+            _ => Vec::new(),
         }
     }
 

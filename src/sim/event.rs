@@ -71,6 +71,18 @@ pub enum Event {
     Sample,
 }
 
+/// An event type the queue can order: each event has a same-time phase.
+pub trait Phased: Copy {
+    fn phase(self) -> Phase;
+}
+
+impl Phased for Event {
+    #[inline]
+    fn phase(self) -> Phase {
+        Event::phase(self)
+    }
+}
+
 impl Event {
     pub fn phase(self) -> Phase {
         match self {
@@ -88,31 +100,31 @@ impl Event {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct Entry {
+pub struct Entry<E = Event> {
     pub time: SimTime,
     /// phase in the top 8 bits, insertion sequence below.
     key: u64,
-    pub event: Event,
+    pub event: E,
 }
 
-impl Entry {
+impl<E: Phased> Entry<E> {
     pub fn phase(&self) -> Phase {
         self.event.phase()
     }
 }
 
-impl PartialEq for Entry {
+impl<E> PartialEq for Entry<E> {
     fn eq(&self, o: &Self) -> bool {
         self.time == o.time && self.key == o.key
     }
 }
-impl Eq for Entry {}
-impl PartialOrd for Entry {
+impl<E> Eq for Entry<E> {}
+impl<E> PartialOrd for Entry<E> {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Entry {
+impl<E> Ord for Entry<E> {
     /// Reversed: `BinaryHeap` is a max-heap and we want the earliest first.
     fn cmp(&self, o: &Self) -> Ordering {
         (o.time, o.key).cmp(&(self.time, self.key))
@@ -120,33 +132,41 @@ impl Ord for Entry {
 }
 
 /// Min-queue of events.
-#[derive(Default)]
-pub struct EventQueue {
-    heap: BinaryHeap<Entry>,
+pub struct EventQueue<E = Event> {
+    heap: BinaryHeap<Entry<E>>,
     seq: u64,
+}
+
+impl<E> Default for EventQueue<E> {
+    fn default() -> Self {
+        EventQueue {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
 }
 
 const SEQ_MASK: u64 = (1 << 56) - 1;
 
-impl EventQueue {
+impl<E: Phased> EventQueue<E> {
     pub fn new() -> Self {
         Self::default()
     }
 
     #[inline]
-    pub fn push(&mut self, time: SimTime, event: Event) {
+    pub fn push(&mut self, time: SimTime, event: E) {
         let key = ((event.phase() as u64) << 56) | (self.seq & SEQ_MASK);
         self.seq += 1;
         self.heap.push(Entry { time, key, event });
     }
 
     #[inline]
-    pub fn peek(&self) -> Option<&Entry> {
+    pub fn peek(&self) -> Option<&Entry<E>> {
         self.heap.peek()
     }
 
     #[inline]
-    pub fn pop(&mut self) -> Option<Entry> {
+    pub fn pop(&mut self) -> Option<Entry<E>> {
         self.heap.pop()
     }
 

@@ -541,27 +541,7 @@ impl Sim {
             self.active.push((record, spec.kind));
             self.set_fault_state();
         }
-        let victims = match spec.kind {
-            FaultKind::Restart { .. } => self.db.live_slots(),
-            FaultKind::DropConnections(amount) => {
-                let mut live = self.db.live_slots();
-                let k = match amount {
-                    DropAmount::Count(c) => (c as usize).min(live.len()),
-                    DropAmount::Fraction(f) => {
-                        ((live.len() as f64 * f).ceil() as usize).min(live.len())
-                    }
-                };
-                // A partial Fisher-Yates shuffle: k distinct backends.
-                let rng = &mut self.faults[index].1;
-                for j in 0..k {
-                    let pick = rng.random_range(j..live.len());
-                    live.swap(j, pick);
-                }
-                live.truncate(k);
-                live
-            }
-            _ => Vec::new(),
-        };
+        let victims = self.db.victims(&spec.kind, &mut self.faults[index].1);
         if !victims.is_empty() {
             self.break_backends(record, &victims);
         }
@@ -595,24 +575,9 @@ impl Sim {
         });
     }
 
-    /// The database's fault state from the faults in progress: factors
-    /// multiply, connect failure probabilities combine as independent.
+    /// The database's fault state from the faults in progress.
     fn set_fault_state(&mut self) {
-        let db = &mut self.db;
-        db.down = false;
-        db.service_factor = 1.0;
-        db.connect_factor = 1.0;
-        let mut ok = 1.0;
-        for (_, k) in &self.active {
-            match *k {
-                FaultKind::Restart { .. } => db.down = true,
-                FaultKind::LatencySpike { factor, .. } => db.service_factor *= factor,
-                FaultKind::SlowConnects { factor, .. } => db.connect_factor *= factor,
-                FaultKind::ConnectFailures { probability, .. } => ok *= 1.0 - probability,
-                FaultKind::DropConnections(_) => {}
-            }
-        }
-        db.connect_fail_p = 1.0 - ok;
+        self.db.set_faults(self.active.iter().map(|(_, k)| k));
     }
 
     /// Breaks these backends now; the queries running on them fail.

@@ -169,6 +169,9 @@ pub struct Job {
     pub arrival: SimTime,
     pub kind: Kind,
     pub attempt: u8,
+    /// Driver bookkeeping: in a PgBouncer pool, the application pool and
+    /// connection this transaction (or session) belongs to.
+    pub tag: u64,
 }
 
 /// One pool of one instance (generation) of a service, at the end.
@@ -196,9 +199,11 @@ pub struct ServerSeries {
     /// Connect attempts that reached the server (accepted or refused).
     pub connects: Vec<u32>,
     pub accepted: Vec<u32>,
-    /// Refused: max_connections, rate limit, down.
+    /// Refused (max_connections, rate limit, down) or failed (a
+    /// connect_failures fault).
     pub refused: Vec<u32>,
-    /// Backends closed by their clients.
+    /// Backends closed by their clients (stopped instances included; the
+    /// closes when the run ends are not counted).
     pub closes: Vec<u32>,
     /// Backends at the end of each second.
     pub backends: Vec<u32>,
@@ -225,6 +230,8 @@ pub struct ServiceRequests {
     pub classes: [ClassMetrics; 3],
     /// No instance was up when it arrived.
     pub unrouted: u64,
+    /// The same, per priority (high, normal, low).
+    pub unrouted_by_priority: [u64; 3],
     /// Reads sent again after a failure on a replica.
     pub retried: u64,
     pub reads: u64,

@@ -299,3 +299,166 @@ fn ctrl_c_stops_early_accounts_for_everything_and_closes_connections() {
         assert_secret_free(&pg.password, &path, &text);
     }
 }
+
+/// Waits up to `polls` x 50 ms for `child` to exit; returns its output and
+/// how many polls it took (`None`: still running, killed).
+fn wait_for_exit(
+    mut child: std::process::Child,
+    polls: u32,
+) -> Option<(std::process::Output, u32)> {
+    for n in 0..polls {
+        if child.try_wait().unwrap().is_some() {
+            return Some((child.wait_with_output().unwrap(), n));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn spawn_live_run(dir: &Path, args: &[&str], url: &str) -> std::process::Child {
+    StdCommand::new(assert_cmd::cargo::cargo_bin("pooltune"))
+        .current_dir(dir)
+        .args(["live", "run"])
+        .args(args)
+        .arg("--database-url")
+        .arg(url)
+        .env_remove("PGPASSWORD")
+        .env_remove("PGHOST")
+        .env_remove("PGPORT")
+        .env_remove("PGUSER")
+        .env_remove("PGDATABASE")
+        .env_remove("PGPASSFILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn live_server_down_at_start_exits_6_quickly_naming_host_and_port() {
+    let Some(pg) = PgCluster::start("live_server_down_at_start") else {
+        return;
+    };
+    pg.stop().unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let trace = write(dir.path(), "w.toml", WORKLOAD);
+    let child = spawn_live_run(
+        dir.path(),
+        &["--trace", &trace, "--no-write", "--policy", "fixed-10"],
+        &pg.url(),
+    );
+    let (out, polls) = wait_for_exit(child, 200).expect("exits while the server is down");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    // Quickly: a closed port refuses at once (well under 5 s).
+    assert!(polls < 100, "took {polls} polls of 50 ms: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to postgres@127.0.0.1:{}/postgres",
+            pg.port
+        )),
+        "{stderr}"
+    );
+    assert_secret_free(&pg.password, "stderr", &stderr);
+    assert_secret_free(
+        &pg.password,
+        "stdout",
+        &String::from_utf8_lossy(&out.stdout),
+    );
+
+    // --wait-for-server: it waits that long, then gives up with 6 too.
+    let child = spawn_live_run(
+        dir.path(),
+        &[
+            "--trace",
+            &trace,
+            "--no-write",
+            "--policy",
+            "fixed-10",
+            "--wait-for-server",
+            "1.5s",
+        ],
+        &pg.url(),
+    );
+    let (out, polls) = wait_for_exit(child, 400).expect("gives up after its wait");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        polls >= 20,
+        "gave up after {polls} polls of 50 ms: {stderr}"
+    );
+    assert!(
+        stderr.contains("still unreachable after --wait-for-server 1.5s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{}", pg.port)),
+        "{stderr}"
+    );
+    assert_secret_free(&pg.password, "stderr", &stderr);
+}
+
+#[test]
+fn live_server_started_late_the_run_recovers_with_the_pool_backoff() {
+    let Some(pg) = PgCluster::start("live_server_started_late") else {
+        return;
+    };
+    pg.stop().unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let trace = write(
+        dir.path(),
+        "w.toml",
+        &WORKLOAD
+            .replace("duration = \"3s\"", "duration = \"8s\"")
+            .replace("value = \"30ms\"", "value = \"10ms\""),
+    );
+    let out_dir = dir.path().join("out");
+    let child = spawn_live_run(
+        dir.path(),
+        &[
+            "--trace",
+            &trace,
+            "--policy",
+            "fixed-10",
+            "--format",
+            "json",
+            "--wait-for-server",
+            "30s",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &pg.url(),
+    );
+    // The server comes up about 3 s into the run.
+    std::thread::sleep(Duration::from_secs(3));
+    pg.start_again().unwrap();
+    let (out, _) = wait_for_exit(child, 1200).expect("the run ends");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let summary: Summary = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &summary.runs[0];
+    assert_conserved(r);
+    let report: LiveReport =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("live.json")).unwrap()).unwrap();
+    // Connects failed while it was down, then the pool got its connections.
+    assert!(report.connect_errors > 0, "{report:?}");
+    assert!(
+        report.server_version.starts_with(char::is_numeric),
+        "{}",
+        report.server_version
+    );
+    assert_eq!(report.connect_ms.count, 10, "{report:?}");
+    // Requests after the start were served; most of the run's were.
+    assert!(
+        r.requests.completed * 2 > r.requests.arrived,
+        "{:?}",
+        r.requests
+    );
+    assert_no_backends_left(&pg);
+    for (path, text) in files(&out_dir) {
+        assert_secret_free(&pg.password, &path, &text);
+    }
+    assert_secret_free(&pg.password, "stderr", &stderr);
+}

@@ -370,6 +370,15 @@ impl PgCluster {
         check("pg_ctl stop", c.output()).map(|_| ())
     }
 
+    /// Starts a server stopped with [`PgCluster::stop`] again, on the same
+    /// port with the same settings (a server that comes up late).
+    pub fn start_again(&self) -> Result<(), String> {
+        self.pg_ctl_start()?;
+        self.stopped
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Restarts the server (`-m fast`: disconnects every client), keeping
     /// its port and settings.
     pub fn restart(&self) -> Result<(), String> {

@@ -609,6 +609,11 @@ fn invalid_combinations_name_the_file_line_and_key() {
             "p.toml:8:1: key `connections.max_concurrent_creates`: expected at least 1 connect at a time or \"none\", got 0",
         ),
         (
+            "zero create interval",
+            policy(&["[connections]", "create_interval = \"0s\""]),
+            "p.toml:8:1: key `connections.create_interval`: expected a positive duration, got 0s",
+        ),
+        (
             "zero idle timeout",
             policy(&["[connections]", "idle_timeout = \"0s\""]),
             "p.toml:8:1: key `connections.idle_timeout`: expected a positive duration, got 0s",
@@ -621,7 +626,7 @@ fn invalid_combinations_name_the_file_line_and_key() {
         (
             "unknown connections key",
             policy(&["[connections]", "max_idle = 3"]),
-            "p.toml:8:1: key `connections.max_idle`: unknown field `max_idle`, expected one of `min_idle`, `idle_timeout`, `housekeeping`, `max_lifetime`, `lifetime_jitter`, `lifetime_stagger`, `max_uses`, `keepalive`, `max_concurrent_creates`, `creator`, `idle_order`, `on_broken`",
+            "p.toml:8:1: key `connections.max_idle`: unknown field `max_idle`, expected one of `min_idle`, `idle_timeout`, `housekeeping`, `max_lifetime`, `lifetime_jitter`, `lifetime_stagger`, `max_uses`, `keepalive`, `max_concurrent_creates`, `create_interval`, `creator`, `idle_order`, `on_broken`",
         ),
         (
             "health check retries 0",

@@ -21,10 +21,12 @@
 //! wait per priority, grouped bars), [`Comparison`] (the overview: cost
 //! against lost requests, p99 wait, and the timeline), [`SweepHeatmap`] and
 //! [`ParetoFront`] (from a sweep), [`Overlay`] (two time series of the same
-//! run, e.g. simulated against live).
+//! run, e.g. simulated against live), [`FleetPanels`] (a scenario run: one
+//! panel per service or per server).
 
 mod cdf;
 mod comparison;
+pub mod fleet;
 pub mod overlay;
 mod priorities;
 pub mod series;
@@ -33,6 +35,7 @@ mod timeline;
 
 pub use cdf::WaitCdf;
 pub use comparison::Comparison;
+pub use fleet::{FleetPanels, FleetSeries, Panels};
 pub use overlay::Overlay;
 pub use priorities::Priorities;
 pub use series::{PolicySeries, SeriesRow, TimeSeries};
