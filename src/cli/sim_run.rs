@@ -15,7 +15,7 @@ use pooltune::error::{ConfigError, Error, Origin};
 use pooltune::report::{
     self,
     html::{self, Input, ReportError, RunInput},
-    plot::{FleetSeries, TimeSeries},
+    plot::TimeSeries,
     timeseries::{CsvSink, WithProgress},
 };
 use pooltune::scenario::{self, LoadedPolicy};
@@ -364,7 +364,7 @@ fn run_topology(args: RunArgs, path: &Path) -> Result<u8> {
         })?;
         write_topology_outputs(&out_dir, &run, &part)?;
         if !args.no_report {
-            write_topology_report(&out_dir, &run.summary.summary)?;
+            write_topology_report(&out_dir)?;
         }
         run
     };
@@ -429,31 +429,8 @@ fn write_topology_outputs(dir: &Path, run: &scenario::TopologyRun, part: &Path) 
 
 /// report.html, report.md and plots/ of a scenario run: the run's usual
 /// section (the whole fleet as one run), then per-service and per-server
-/// panels.
-fn write_topology_report(dir: &Path, summary: &pooltune::summary::Summary) -> Result<()> {
-    let csv = dir.join("timeseries.csv");
-    let series = if csv.is_file() {
-        Some(TimeSeries::read(&csv).map_err(ReportError::from)?)
-    } else {
-        None
-    };
-    let input = Input::Run(RunInput {
-        label: dir.display().to_string(),
-        summary: summary.clone(),
-        series,
-    });
-    let opts = html::Options::default();
-    let mut report = html::build(&[input], &opts)?;
-    let services = FleetSeries::read(&dir.join("services.csv")).map_err(ReportError::from)?;
-    let servers = FleetSeries::read(&dir.join("servers.csv")).map_err(ReportError::from)?;
-    html::add_fleet_panels(
-        &mut report,
-        &services,
-        &servers,
-        &summary.scenario,
-        summary.seed,
-        &opts,
-    )?;
-    html::write(dir, &report)?;
+/// panels (`pooltune report DIR` draws the same).
+fn write_topology_report(dir: &Path) -> Result<()> {
+    html::report_dirs(&[dir.to_path_buf()], dir, &html::Options::default())?;
     Ok(())
 }

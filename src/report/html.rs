@@ -989,7 +989,21 @@ pub fn report_dirs(
         .iter()
         .map(|d| load_dir(d))
         .collect::<Result<Vec<_>, _>>()?;
-    let report = build(&inputs, opts)?;
+    let mut report = build(&inputs, opts)?;
+    // One scenario run: its per-service and per-server panels too.
+    if let ([dir], [Input::Run(run)]) = (dirs, inputs.as_slice()) {
+        let (services, servers) = (dir.join("services.csv"), dir.join("servers.csv"));
+        if services.is_file() && servers.is_file() {
+            add_fleet_panels(
+                &mut report,
+                &plot::FleetSeries::read(&services)?,
+                &plot::FleetSeries::read(&servers)?,
+                &run.summary.scenario,
+                run.summary.seed,
+                opts,
+            )?;
+        }
+    }
     let written = write(out, &report)?;
     Ok((report, written))
 }

@@ -367,3 +367,47 @@ fn per_service_and_per_server_panels() {
     let b = svg(&FleetPanels::new(&services, Panels::Services, "herd", 1)).unwrap();
     insta::assert_snapshot!("fleet_services_outline", outline(&b));
 }
+
+/// `sim run --scenario` and `pooltune report DIR` on its directory draw
+/// the same page, with the per-service and per-server panels.
+#[test]
+fn report_of_a_scenario_directory_has_the_fleet_panels() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("run");
+    let path = scenario("primary-replicas");
+    let (code, _, stderr) = run(&[
+        "--scenario",
+        path.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let from_run = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(from_run.contains("## Services and servers"), "{from_run}");
+    let again = tmp.path().join("again");
+    let out = Command::cargo_bin("pooltune")
+        .unwrap()
+        .args([
+            "report",
+            dir.to_str().unwrap(),
+            "--out",
+            again.to_str().unwrap(),
+        ])
+        .args(["--print", "none"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(again.join("report.html")).unwrap();
+    assert!(html.contains("<h2>Services and servers</h2>"));
+    // Same input, same page (labels aside: the directory is named in it).
+    let md = std::fs::read_to_string(again.join("report.md")).unwrap();
+    assert_eq!(
+        md.matches("## Services and servers").count(),
+        from_run.matches("## Services and servers").count()
+    );
+    assert_eq!(md.lines().count(), from_run.lines().count());
+}
