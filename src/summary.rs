@@ -201,6 +201,19 @@ pub struct ClosedByReason {
     pub broken: u64,
 }
 
+impl From<&PoolCounters> for ClosedByReason {
+    fn from(c: &PoolCounters) -> Self {
+        ClosedByReason {
+            shrink: c.closed_shrink,
+            end_of_run: c.closed_end_of_run,
+            idle: c.closed_idle,
+            lifetime: c.closed_lifetime,
+            max_uses: c.closed_max_uses,
+            broken: c.closed_broken,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseSummary {
     /// Connects refused because the server was at max_connections (and,
@@ -522,14 +535,7 @@ fn build<T>(
             utilization_mean: ig.utilization(),
             target_final,
             connections_opened: c.opened,
-            connections_closed: ClosedByReason {
-                shrink: c.closed_shrink,
-                end_of_run: c.closed_end_of_run,
-                idle: c.closed_idle,
-                lifetime: c.closed_lifetime,
-                max_uses: c.closed_max_uses,
-                broken: c.closed_broken,
-            },
+            connections_closed: ClosedByReason::from(c),
             connect_failed: c.connect_failed,
             connection_seconds: ig.open as f64 / 1e9,
             connect_time_s: c.connect_time_ns as f64 / 1e9,
@@ -814,14 +820,7 @@ fn pool_group<'a, T: 'a>(
         target_final,
         connection_seconds: ig.open as f64 / 1e9,
         connections_opened: c.opened,
-        connections_closed: ClosedByReason {
-            shrink: c.closed_shrink,
-            end_of_run: c.closed_end_of_run,
-            idle: c.closed_idle,
-            lifetime: c.closed_lifetime,
-            max_uses: c.closed_max_uses,
-            broken: c.closed_broken,
-        },
+        connections_closed: ClosedByReason::from(&c),
         connect_failed: c.connect_failed,
         connect_time_s: c.connect_time_ns as f64 / 1e9,
     }

@@ -149,17 +149,55 @@ impl<'a> Locator<'a> {
         related: &[&str],
         message: impl Into<String>,
     ) -> ConfigError {
-        let origin = std::iter::once(key)
-            .chain(related.iter().copied())
-            .map(|k| self.origin(k))
-            .find(|o| matches!(o, Origin::Override { .. }))
-            .unwrap_or_else(|| self.origin(key));
-        ConfigError::Invalid {
-            origin,
-            key: key.to_string(),
-            message: message.into(),
+        invalid_related(|k| self.origin(k), key, related, message)
+    }
+}
+
+/// An `Invalid` error for `key`, located by `origin`: when `key` or one of
+/// the `related` keys was set by an override, the error names that
+/// override (it made the combination invalid).
+pub(crate) fn invalid_related(
+    origin: impl Fn(&str) -> Origin,
+    key: &str,
+    related: &[&str],
+    message: impl Into<String>,
+) -> ConfigError {
+    let at = std::iter::once(key)
+        .chain(related.iter().copied())
+        .map(&origin)
+        .find(|o| matches!(o, Origin::Override { .. }))
+        .unwrap_or_else(|| origin(key));
+    ConfigError::Invalid {
+        origin: at,
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A TOML syntax error in `doc`, at its line and column.
+pub(crate) fn syntax_error(doc: &Document, e: &toml::de::Error) -> ConfigError {
+    let origin = match e.span() {
+        Some(span) => {
+            let (line, column) = line_col(&doc.text, span.start);
+            Origin::File {
+                file: doc.name.clone(),
+                line,
+                column,
+            }
+        }
+        None => Origin::WholeFile {
+            file: doc.name.clone(),
+        },
+    };
+    let mut message = e.message().trim().to_string();
+    // toml does not say which key is repeated; its span does.
+    if message == "duplicate key" {
+        let key = e.span().and_then(|span| doc.text.get(span));
+        if let Some(key) = key.filter(|k| !k.trim().is_empty() && !k.contains('\n')) {
+            message = format!("duplicate key `{}`", key.trim());
         }
     }
+    ConfigError::Syntax { origin, message }
 }
 
 /// Byte offset of the deepest key of `segs` that exists in `text`: the key
@@ -198,30 +236,7 @@ pub fn deserialize<R: DeserializeOwned>(
     doc: &Document,
     overrides: &[Override],
 ) -> Result<(R, toml::Table), ConfigError> {
-    let mut table: toml::Table = toml::from_str(&doc.text).map_err(|e| {
-        let origin = match e.span() {
-            Some(span) => {
-                let (line, column) = line_col(&doc.text, span.start);
-                Origin::File {
-                    file: doc.name.clone(),
-                    line,
-                    column,
-                }
-            }
-            None => Origin::WholeFile {
-                file: doc.name.clone(),
-            },
-        };
-        let mut message = e.message().trim().to_string();
-        // toml does not say which key is repeated; its span does.
-        if message == "duplicate key" {
-            let key = e.span().and_then(|span| doc.text.get(span));
-            if let Some(key) = key.filter(|k| !k.trim().is_empty() && !k.contains('\n')) {
-                message = format!("duplicate key `{}`", key.trim());
-            }
-        }
-        ConfigError::Syntax { origin, message }
-    })?;
+    let mut table: toml::Table = toml::from_str(&doc.text).map_err(|e| syntax_error(doc, &e))?;
     for o in overrides {
         apply_override(&mut table, o)?;
     }

@@ -62,7 +62,7 @@ use super::workload::{
 use super::{content_hash, Document, Locator, Override};
 use crate::check::assertions::{Assertion, Scope};
 use crate::core::request::Priority;
-use crate::error::{ConfigError, Origin};
+use crate::error::ConfigError;
 use crate::scenario::{LoadedPolicy, LoadedWorkload};
 use crate::sim::fault::FaultTiming;
 use crate::sim::topology::{
@@ -481,29 +481,8 @@ fn deserialize<'a>(
     doc: &'a Document,
     overrides: &[Override],
 ) -> Result<(ScenarioFile, Loc<'a>), ConfigError> {
-    let mut table: toml::Table = toml::from_str(&doc.text).map_err(|e| {
-        let origin = match e.span() {
-            Some(span) => {
-                let (line, column) = super::line_col(&doc.text, span.start);
-                Origin::File {
-                    file: doc.name.clone(),
-                    line,
-                    column,
-                }
-            }
-            None => Origin::WholeFile {
-                file: doc.name.clone(),
-            },
-        };
-        let mut message = e.message().trim().to_string();
-        if message == "duplicate key" {
-            let key = e.span().and_then(|span| doc.text.get(span));
-            if let Some(key) = key.filter(|k| !k.trim().is_empty() && !k.contains('\n')) {
-                message = format!("duplicate key `{}`", key.trim());
-            }
-        }
-        ConfigError::Syntax { origin, message }
-    })?;
+    let mut table: toml::Table =
+        toml::from_str(&doc.text).map_err(|e| super::syntax_error(doc, &e))?;
     let mut applied = Vec::new();
     for o in overrides {
         if !TOP_LEVEL_KEYS.contains(&o.path[0].as_str()) {

@@ -330,6 +330,34 @@ pub struct Sample {
     pub faults_active: u32,
 }
 
+impl Sample {
+    /// Adds another pool's row to this one (several pools as one row):
+    /// sizes, means, rates and window counts add up; `t_s`, `window_s`,
+    /// `utilization` (the caller weights it by size), `db_refused` and
+    /// `faults_active` are left to the caller.
+    pub fn add(&mut self, t: &Sample) {
+        self.target += t.target;
+        self.size += t.size;
+        self.opening += t.opening;
+        self.idle += t.idle;
+        self.active += t.active;
+        self.waiting_high += t.waiting_high;
+        self.waiting_normal += t.waiting_normal;
+        self.waiting_low += t.waiting_low;
+        self.size_mean += t.size_mean;
+        self.active_mean += t.active_mean;
+        self.waiting_mean += t.waiting_mean;
+        self.arrival_rate_per_s += t.arrival_rate_per_s;
+        self.completed += t.completed;
+        self.timed_out += t.timed_out;
+        self.rejected += t.rejected;
+        self.failed += t.failed;
+        self.opened += t.opened;
+        self.closed += t.closed;
+        self.checks_failed += t.checks_failed;
+    }
+}
+
 /// Receives time-series rows as the run produces them (streamed, so memory
 /// does not grow with the run's length).
 pub trait SampleSink {

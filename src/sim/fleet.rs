@@ -24,7 +24,6 @@
 //! the first prompt checkout on that server after the fault ends.
 
 use rand::Rng;
-use rand_distr::{Distribution, Exp};
 
 use crate::core::metrics::{Sample, SampleSink};
 use crate::core::pool::{ConnId, Effect, Pool};
@@ -39,7 +38,7 @@ use crate::sim::topology::{
     ServerOutcome, ServerSeries, ServiceOutcome, ServiceRequests, ServiceSeries, ServiceWorkload,
     Topology,
 };
-use crate::sim::{Balance, RunOptions};
+use crate::sim::{next_occurrence, Balance, Bounds, RunOptions};
 use crate::time::{SimDuration, SimTime};
 use crate::trace::RequestSource;
 
@@ -438,7 +437,7 @@ pub fn simulate_fleet(
     let mut service_rng = seeds.stream("route/service");
 
     let seed = f.seed;
-    let max_time = SimTime(opts.max_sim_time.0);
+    let bounds = Bounds::new(opts, seed);
     let horizon = opts.horizon.map(|h| SimTime(h.0));
     let mut last_arrival = SimTime::ZERO;
     let mut last_sample = SimTime::ZERO;
@@ -468,28 +467,12 @@ pub fn simulate_fleet(
             }
             (None, None) => break,
         };
-        events += 1;
-        if events & 0xFFFF == 0 {
-            sink.progress(f.now, events);
-        }
-        if events > opts.max_events {
-            return Err(SimError::MaxEvents {
-                limit: opts.max_events,
-                at: f.now,
-                seed,
-            });
-        }
+        bounds.event(&mut events, f.now, sink)?;
         if take_arrival {
             let i = pick.expect("arrival");
             let r = heads[i].take().expect("picked");
             heads[i] = sources[i].next_request();
-            if r.arrival > max_time {
-                return Err(SimError::MaxSimTime {
-                    limit: opts.max_sim_time,
-                    events,
-                    seed,
-                });
-            }
+            bounds.time(r.arrival, events)?;
             f.now = r.arrival;
             last_arrival = r.arrival;
             let service = match source_service[i] {
@@ -515,13 +498,7 @@ pub fn simulate_fleet(
             f.arrive(service as usize, r.priority, job);
         } else {
             let e = f.queue.pop().expect("peeked");
-            if e.time > max_time {
-                return Err(SimError::MaxSimTime {
-                    limit: opts.max_sim_time,
-                    events,
-                    seed,
-                });
-            }
+            bounds.time(e.time, events)?;
             f.now = e.time;
             match e.event {
                 Ev::Sample => {
@@ -572,13 +549,6 @@ pub fn simulate_fleet(
     f.invariants()?;
     f.conservation()?;
     Ok(f.outcome(end, events))
-}
-
-/// The next occurrence of a fault drawn at `per_hour` after `now`.
-fn next_occurrence(now: SimTime, per_hour: f64, rng: &mut Stream) -> Option<SimTime> {
-    let exp = Exp::new(per_hour / 3600.0).ok()?;
-    let gap_s: f64 = exp.sample(rng);
-    Some(now.saturating_add(SimDuration::from_secs_f64(gap_s)))
 }
 
 #[inline]
@@ -1722,27 +1692,7 @@ impl Fleet<'_> {
             weighted_util += t.utilization * t.size_mean;
             match &mut out {
                 None => out = Some(t),
-                Some(s) => {
-                    s.target += t.target;
-                    s.size += t.size;
-                    s.opening += t.opening;
-                    s.idle += t.idle;
-                    s.active += t.active;
-                    s.waiting_high += t.waiting_high;
-                    s.waiting_normal += t.waiting_normal;
-                    s.waiting_low += t.waiting_low;
-                    s.size_mean += t.size_mean;
-                    s.active_mean += t.active_mean;
-                    s.waiting_mean += t.waiting_mean;
-                    s.arrival_rate_per_s += t.arrival_rate_per_s;
-                    s.completed += t.completed;
-                    s.timed_out += t.timed_out;
-                    s.rejected += t.rejected;
-                    s.failed += t.failed;
-                    s.opened += t.opened;
-                    s.closed += t.closed;
-                    s.checks_failed += t.checks_failed;
-                }
+                Some(s) => s.add(&t),
             }
         }
         let mut s = out.unwrap_or(Sample {

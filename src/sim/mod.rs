@@ -189,7 +189,7 @@ pub fn simulate_world<S: RequestSource>(
         marks: SampleMarks::default(),
     };
     let seed = seeds.master();
-    let max_time = SimTime(opts.max_sim_time.0);
+    let bounds = Bounds::new(opts, seed);
     for i in 0..n {
         sim.pools[i].start(SimTime::ZERO, &mut sim.fx);
         sim.apply_effects(i as u16);
@@ -230,26 +230,10 @@ pub fn simulate_world<S: RequestSource>(
             }
             (None, None) => break,
         };
-        events += 1;
-        if events & 0xFFFF == 0 {
-            sink.progress(sim.now, events);
-        }
-        if events > opts.max_events {
-            return Err(SimError::MaxEvents {
-                limit: opts.max_events,
-                at: sim.now,
-                seed,
-            });
-        }
+        bounds.event(&mut events, sim.now, sink)?;
         if take_arrival {
             let r = next.take().expect("checked above");
-            if r.arrival > max_time {
-                return Err(SimError::MaxSimTime {
-                    limit: opts.max_sim_time,
-                    events,
-                    seed,
-                });
-            }
+            bounds.time(r.arrival, events)?;
             sim.now = r.arrival;
             last_arrival = r.arrival;
             let inst = if n == 1 {
@@ -269,13 +253,7 @@ pub fn simulate_world<S: RequestSource>(
             next = source.next_request();
         } else {
             let e = sim.queue.pop().expect("peeked above");
-            if e.time > max_time {
-                return Err(SimError::MaxSimTime {
-                    limit: opts.max_sim_time,
-                    events,
-                    seed,
-                });
-            }
+            bounds.time(e.time, events)?;
             sim.now = e.time;
             let now = e.time;
             match e.event {
@@ -371,8 +349,63 @@ pub fn simulate_world<S: RequestSource>(
     })
 }
 
+/// A run's bounds, checked the same way by both event loops.
+pub(crate) struct Bounds {
+    max_events: u64,
+    max_time: SimTime,
+    max_sim_time: SimDuration,
+    seed: u64,
+}
+
+impl Bounds {
+    pub(crate) fn new(opts: &RunOptions, seed: u64) -> Self {
+        Bounds {
+            max_events: opts.max_events,
+            max_time: SimTime(opts.max_sim_time.0),
+            max_sim_time: opts.max_sim_time,
+            seed,
+        }
+    }
+
+    /// Counts one more event at `now`: progress every 65,536 events, and
+    /// the `max_events` bound.
+    #[inline]
+    pub(crate) fn event(
+        &self,
+        events: &mut u64,
+        now: SimTime,
+        sink: &mut dyn SampleSink,
+    ) -> Result<(), SimError> {
+        *events += 1;
+        if *events & 0xFFFF == 0 {
+            sink.progress(now, *events);
+        }
+        if *events > self.max_events {
+            return Err(SimError::MaxEvents {
+                limit: self.max_events,
+                at: now,
+                seed: self.seed,
+            });
+        }
+        Ok(())
+    }
+
+    /// The `max_sim_time` bound for something happening at `t`.
+    #[inline]
+    pub(crate) fn time(&self, t: SimTime, events: u64) -> Result<(), SimError> {
+        if t > self.max_time {
+            return Err(SimError::MaxSimTime {
+                limit: self.max_sim_time,
+                events,
+                seed: self.seed,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The next occurrence of a fault drawn at `per_hour` after `now`.
-fn next_occurrence(now: SimTime, per_hour: f64, rng: &mut Stream) -> Option<SimTime> {
+pub(crate) fn next_occurrence(now: SimTime, per_hour: f64, rng: &mut Stream) -> Option<SimTime> {
     let exp = Exp::new(per_hour / 3600.0).ok()?;
     let gap_s: f64 = exp.sample(rng);
     Some(now.saturating_add(SimDuration::from_secs_f64(gap_s)))
@@ -608,22 +641,8 @@ impl Sim {
         let mut weighted_util = s.utilization * s.size_mean;
         for p in &mut self.pools[1..] {
             let t = p.sample(now);
-            s.target += t.target;
-            s.size += t.size;
-            s.opening += t.opening;
-            s.idle += t.idle;
-            s.active += t.active;
-            s.waiting_high += t.waiting_high;
-            s.waiting_normal += t.waiting_normal;
-            s.waiting_low += t.waiting_low;
-            s.size_mean += t.size_mean;
-            s.active_mean += t.active_mean;
-            s.waiting_mean += t.waiting_mean;
+            s.add(&t);
             weighted_util += t.utilization * t.size_mean;
-            s.arrival_rate_per_s += t.arrival_rate_per_s;
-            s.completed += t.completed;
-            s.timed_out += t.timed_out;
-            s.rejected += t.rejected;
         }
         if self.pools.len() > 1 {
             s.utilization = if s.size_mean > 0.0 {

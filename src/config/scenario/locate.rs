@@ -125,16 +125,7 @@ impl<'a> Loc<'a> {
         related: &[&str],
         message: impl Into<String>,
     ) -> ConfigError {
-        let origin = std::iter::once(key)
-            .chain(related.iter().copied())
-            .map(|k| self.origin(k))
-            .find(|o| matches!(o, Origin::Override { .. }))
-            .unwrap_or_else(|| self.origin(key));
-        ConfigError::Invalid {
-            origin,
-            key: key.to_string(),
-            message: message.into(),
-        }
+        super::super::invalid_related(|k| self.origin(k), key, related, message)
     }
 }
 
