@@ -47,4 +47,8 @@ pub struct Request {
     pub service: SimDuration,
     pub priority: Priority,
     pub kind: Kind,
+    /// The closed-loop client that sent it (see
+    /// [`RequestSource::finished`](crate::trace::RequestSource::finished));
+    /// 0 from open-loop sources.
+    pub client: u32,
 }

@@ -424,6 +424,7 @@ impl RequestSource for Generator {
             service,
             priority,
             kind,
+            client: 0,
         })
     }
 }

@@ -33,15 +33,42 @@ pub mod timestamp;
 pub mod transform;
 
 use crate::core::request::Request;
+use crate::time::SimTime;
 
 pub use error::TraceError;
 pub use record::{TraceMeta, TraceRecord};
 
 /// A source of requests sorted by arrival time.
+///
+/// A closed-loop source (clients that send their next request a think time
+/// after their previous one ends, like pgbench without `-R`) cannot know
+/// its arrivals in advance. A driver that can report ends calls
+/// [`close_loop`](Self::close_loop) once, before the first request; when it
+/// returns true, `next_request` yields each client's first request only,
+/// and every later one comes from [`finished`](Self::finished). The driver
+/// merges the two by arrival time. A driver that never calls `close_loop`
+/// (`trace gen`, `trace stats`) gets the open approximation: each client's
+/// schedule as if no request ever waited.
 pub trait RequestSource {
     /// The next request, or `None` when the trace is exhausted. Arrivals are
     /// non-decreasing.
     fn next_request(&mut self) -> Option<Request>;
+
+    /// The driver will call [`finished`](Self::finished) for every request
+    /// that ends. True when this source is a closed loop and relies on it;
+    /// false (the default) for open-loop sources, which ignore `finished`.
+    fn close_loop(&mut self) -> bool {
+        false
+    }
+
+    /// The request of `client` ended at `at` (served, timed out, refused or
+    /// failed for good; not when it is retried). Returns the client's next
+    /// request (arrival at or after `at`), or `None` when the client stops
+    /// (duration or request count reached).
+    fn finished(&mut self, client: u32, at: SimTime) -> Option<Request> {
+        let _ = (client, at);
+        None
+    }
 }
 
 impl<S: RequestSource + ?Sized> RequestSource for Box<S> {
@@ -49,12 +76,26 @@ impl<S: RequestSource + ?Sized> RequestSource for Box<S> {
     fn next_request(&mut self) -> Option<Request> {
         (**self).next_request()
     }
+    fn close_loop(&mut self) -> bool {
+        (**self).close_loop()
+    }
+    #[inline]
+    fn finished(&mut self, client: u32, at: SimTime) -> Option<Request> {
+        (**self).finished(client, at)
+    }
 }
 
 impl<S: RequestSource + ?Sized> RequestSource for &mut S {
     #[inline]
     fn next_request(&mut self) -> Option<Request> {
         (**self).next_request()
+    }
+    fn close_loop(&mut self) -> bool {
+        (**self).close_loop()
+    }
+    #[inline]
+    fn finished(&mut self, client: u32, at: SimTime) -> Option<Request> {
+        (**self).finished(client, at)
     }
 }
 

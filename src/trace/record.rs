@@ -53,6 +53,7 @@ impl TraceRecord {
             service: SimDuration(self.service_ns),
             priority: self.priority,
             kind: self.kind,
+            client: 0,
         }
     }
 }

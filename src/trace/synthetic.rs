@@ -99,6 +99,7 @@ impl RequestSource for Synthetic {
             service,
             priority,
             kind,
+            client: 0,
         })
     }
 }
