@@ -16,12 +16,13 @@ use crate::core::request::Request;
 use crate::error::{ConfigError, SimError};
 use crate::rng::SeedTree;
 use crate::sim::fleet::simulate_fleet;
-use crate::sim::simulate_world;
 use crate::sim::topology::{ServerSeries, ServiceSeries};
+use crate::sim::{simulate_world, ClientWork};
 use crate::summary::{
     fleet_run_summary, topology_summary, world_summary, PolicyInfo, RunSummary, ScenarioSummary,
     Summary, TraceInfo, SCHEMA,
 };
+use crate::time::{SimDuration, SimTime};
 use crate::trace::canonical::CanonicalReader;
 use crate::trace::error::TraceError;
 use crate::trace::generate::Generator;
@@ -227,6 +228,11 @@ impl WorkloadSource {
             _ => None,
         }
     }
+
+    /// Whether the simulator must close the loop (report each end).
+    pub fn is_closed_loop(&self) -> bool {
+        matches!(self, WorkloadSource::Generated(g) if g.is_closed_loop())
+    }
 }
 
 impl RequestSource for WorkloadSource {
@@ -236,6 +242,21 @@ impl RequestSource for WorkloadSource {
             WorkloadSource::Poisson(s) => s.next_request(),
             WorkloadSource::Generated(g) => g.next_request(),
             WorkloadSource::Trace(t) => t.next_request(),
+        }
+    }
+
+    fn close_loop(&mut self) -> bool {
+        match self {
+            WorkloadSource::Generated(g) => g.close_loop(),
+            _ => false,
+        }
+    }
+
+    #[inline]
+    fn finished(&mut self, client: u32, at: SimTime) -> Option<Request> {
+        match self {
+            WorkloadSource::Generated(g) => g.finished(client, at),
+            _ => None,
         }
     }
 }
@@ -262,18 +283,7 @@ pub fn run_one(
     };
     let mut source = open_source(w, &seeds).map_err(trace_failed)?;
     let policies = (0..w.instances).map(|_| policy.spec.build()).collect();
-    let outcome = simulate_world(
-        &policy.spec.pool,
-        policies,
-        &w.world(),
-        &mut source,
-        &seeds,
-        &w.run,
-        sink,
-    )?;
-    if let Some(e) = source.take_error() {
-        return Err(trace_failed(e));
-    }
+    let (world, pool) = (w.world(), &policy.spec.pool);
     let info = PolicyInfo {
         name: policy.spec.name.clone(),
         hash: policy.spec.hash.clone(),
@@ -281,7 +291,35 @@ pub fn run_one(
         description: policy.spec.description.clone(),
         config: policy.spec.effective.clone(),
     };
-    Ok(world_summary(&outcome, info, &w.name, &w.hash))
+    // Closed-loop clients need each request's end: the pools then carry
+    // the client with the work.
+    let summary = if source.is_closed_loop() {
+        let outcome = simulate_world::<_, ClientWork>(
+            pool,
+            policies,
+            &world,
+            &mut source,
+            &seeds,
+            &w.run,
+            sink,
+        )?;
+        world_summary(&outcome, info, &w.name, &w.hash)
+    } else {
+        let outcome = simulate_world::<_, SimDuration>(
+            pool,
+            policies,
+            &world,
+            &mut source,
+            &seeds,
+            &w.run,
+            sink,
+        )?;
+        world_summary(&outcome, info, &w.name, &w.hash)
+    };
+    if let Some(e) = source.take_error() {
+        return Err(trace_failed(e));
+    }
+    Ok(summary)
 }
 
 /// Runs every policy (in parallel) and assembles the summary, runs in the

@@ -9,7 +9,7 @@ use crate::core::pool::Pool;
 use crate::core::request::Priority;
 use crate::sim::topology::{FleetOutcome, Job, PoolMode, ServerOutcome, ServiceOutcome, Topology};
 use crate::sim::{DbStats, FaultRecord, RunOutcome, WorldOutcome};
-use crate::time::{SimDuration, SimTime};
+use crate::time::SimTime;
 
 /// Schema name and version written into every summary.
 pub const SCHEMA: &str = "pooltune.summary/1";
@@ -368,8 +368,8 @@ struct DbView<'a> {
 
 /// Builds one run's summary from a finished single-pool run (simulated
 /// with [`crate::sim::simulate`], or live).
-pub fn run_summary(
-    outcome: &RunOutcome,
+pub fn run_summary<P>(
+    outcome: &RunOutcome<P>,
     policy: PolicyInfo,
     trace_name: &str,
     trace_hash: &str,
@@ -396,8 +396,8 @@ pub fn run_summary(
 /// Builds one run's summary from a finished world: totals over instances,
 /// one row per instance when there are several, the database's counters
 /// and the faults.
-pub fn world_summary(
-    outcome: &WorldOutcome,
+pub fn world_summary<P>(
+    outcome: &WorldOutcome<P>,
     policy: PolicyInfo,
     trace_name: &str,
     trace_hash: &str,
@@ -408,7 +408,7 @@ pub fn world_summary(
         backends_max: st.backends_max,
         stats: Some(st),
     };
-    let pools: Vec<&Pool<SimDuration>> = outcome.pools.iter().collect();
+    let pools: Vec<&Pool<P>> = outcome.pools.iter().collect();
     let mut s = build(
         &pools,
         None,
@@ -1075,6 +1075,7 @@ pub fn fleet_run_summary(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::SimDuration;
 
     #[test]
     fn health_score_pins_its_formula() {

@@ -40,9 +40,10 @@ pub struct RunArgs {
     #[arg(long = "policy", value_name = "FILE|NAME|all")]
     policies: Vec<String>,
     /// A workload file, a recorded trace, or a shipped name (`pooltune sim
-    /// list` shows them).
+    /// list` shows them). Repeated with recorded traces: they are replayed
+    /// merged by arrival, each from its own start.
     #[arg(long, value_name = "FILE|NAME", default_value = scenario::DEFAULT_TRACE)]
-    trace: String,
+    trace: Vec<String>,
     /// A scenario file (a topology: services, PgBouncer, primary and
     /// replicas, fleet events, assertions; see `scenarios/`), instead of
     /// `--policy`/`--trace`. Exits 1 when an assertion fails (the outputs
@@ -104,7 +105,16 @@ fn run_policies(args: RunArgs) -> Result<()> {
         .map(|s| Override::parse(s))
         .collect::<std::result::Result<Vec<_>, _>>())?;
     let split = lib(scenario::split_overrides(&overrides))?;
-    let workload = lib(scenario::load_workload(&args.trace, &split.workload))?;
+    let workload = match args.trace.as_slice() {
+        [one] => lib(scenario::load_workload(one, &split.workload))?,
+        several => {
+            let (spec, source) = lib(pooltune::config::workload::load_merged_traces(
+                several,
+                &split.workload,
+            ))?;
+            scenario::LoadedWorkload { spec, source }
+        }
+    };
     let names: Vec<String> = if args.policies.is_empty() {
         scenario::DEFAULT_POLICIES
             .iter()

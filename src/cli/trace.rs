@@ -396,7 +396,19 @@ fn gen_cmd(a: GenArgs) -> Result<()> {
         _ => {
             let mut src = lib(scenario::open_source(spec, &seeds)
                 .map_err(|e| pooltune::error::Error::Config(e.into_config_direct())))?;
-            let mut meta = TraceMeta::new(format!("gen {} (seed {})", spec.name, a.seed), 1);
+            // A closed loop's arrivals depend on the pool's waits, which a
+            // file cannot know: say what it holds instead.
+            let approx = if src.is_closed_loop() {
+                eprintln!(
+                    "note: {} is a closed loop; the trace holds each client's schedule as if no request waited (sim run --trace {} simulates the real loop)",
+                    spec.name, spec.name
+                );
+                ", closed loop written as if no request waited"
+            } else {
+                ""
+            };
+            let mut meta =
+                TraceMeta::new(format!("gen {} (seed {}{approx})", spec.name, a.seed), 1);
             meta.source_files = vec![w.source.clone()];
             let mut wr = CanonicalWriter::create(
                 &a.output,

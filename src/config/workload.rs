@@ -69,7 +69,10 @@ use crate::time::{SimDuration, NANOS_PER_S};
 use crate::trace::error::TraceError;
 use crate::trace::generate::{ArrivalProcess, GeneratorSpec, RateProfile, Spike};
 use crate::trace::import::{Format, ImportOptions, PgbenchArrival};
-use crate::trace::replay::{prepare, service_sample, PrepareOptions, PreparedTrace};
+use crate::trace::record::parse_priority;
+use crate::trace::replay::{
+    prepare, prepare_merged, service_sample, MergeInput, MergedTrace, PrepareOptions, PreparedTrace,
+};
 use crate::trace::rules::Rules;
 use crate::trace::service::ServiceDist;
 use crate::trace::synthetic::SyntheticSpec;
@@ -286,7 +289,8 @@ pub enum ArrivalKind {
     FlashCrowd,
     /// `clients` with `think` time between a request's end and the next.
     ClosedLoop,
-    /// A recorded trace: `path` (canonical, or any importable log).
+    /// A recorded trace: `path` (canonical, or any importable log), or
+    /// `inputs` (several, merged by arrival; see [`InputRaw`]).
     Trace,
 }
 
@@ -328,6 +332,7 @@ impl ArrivalKind {
                 "time_unit",
                 "year",
                 "pgbench_arrival",
+                "inputs",
             ],
         }
     }
@@ -412,10 +417,71 @@ pub struct ArrivalsRaw {
     /// trace, pgbench -R: "scheduled" (default) or "sent".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgbench_arrival: Option<String>,
+    /// trace: several recorded traces merged by arrival, instead of `path`
+    /// (see [`InputRaw`]). `skip_bad`, `start`, `end`, `speed` and `load`
+    /// then apply to the merged trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<InputRaw>>,
 }
 
+/// One `[[arrivals.inputs]]` entry: a recorded trace to merge with the
+/// others. Each input is on its own time axis from its own start (its time
+/// 0 is the merged trace's time 0) unless `start_at` moves it; at equal
+/// arrival times the earlier input comes first.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputRaw {
+    /// The file (relative to the workload file): canonical, or any log
+    /// `pooltune trace import` reads. Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// As the single-trace keys of the same names, for this input: its
+    /// format (default: detected), log_line_prefix, rules file (priorities,
+    /// kinds), time field and unit (arrivals-only formats), syslog year,
+    /// pgbench -R arrival ("scheduled" or "sent").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub year: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbench_arrival: Option<String>,
+    /// Where this input's time 0 lands on the merged time axis (aligns
+    /// traces that started at different times). Default "0s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<Dur>,
+    /// Load scaling of this input alone: thin (< 1) or duplicate (> 1) its
+    /// requests, in (0, 1000]. Drawn from a fixed seed (every run replays
+    /// the same merged trace; the global `arrivals.load` draws from the run
+    /// seed). Default 1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
+    /// Every request of this input gets this priority ("high", "normal" or
+    /// "low"), over its rules. Default: the trace's own (from `rules`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+}
+
+/// The keys of a single trace that an input takes instead when `inputs` is given.
+const PER_INPUT_KEYS: &[&str] = &[
+    "format",
+    "prefix",
+    "rules",
+    "time_field",
+    "time_unit",
+    "year",
+    "pgbench_arrival",
+];
+
 impl ArrivalsRaw {
-    fn present(&self) -> [(&'static str, bool); 25] {
+    fn present(&self) -> [(&'static str, bool); 27] {
         [
             ("rate_per_s", self.rate_per_s.is_some()),
             ("points", self.points.is_some()),
@@ -442,6 +508,8 @@ impl ArrivalsRaw {
             ("time_field", self.time_field.is_some()),
             ("time_unit", self.time_unit.is_some()),
             ("year", self.year.is_some()),
+            ("pgbench_arrival", self.pgbench_arrival.is_some()),
+            ("inputs", self.inputs.is_some()),
         ]
     }
 }
@@ -736,8 +804,9 @@ impl WorkloadSpec {
         base_dir: &Path,
         direct_trace: bool,
     ) -> Result<Self, ConfigError> {
-        let (raw, table): (WorkloadFile, toml::Table) = deserialize(doc, overrides)?;
         let loc = Locator::new(doc, overrides);
+        let (raw, table): (WorkloadFile, toml::Table) =
+            deserialize(doc, overrides).map_err(|e| relocate_input_error(doc, &loc, e))?;
         let ctx = LoadCtx {
             loc: &loc,
             doc,
@@ -761,6 +830,56 @@ impl WorkloadSpec {
             (None, None) => 0.0,
         }
     }
+}
+
+/// Several recorded trace files given directly (`sim run --trace a.csv
+/// --trace b.log`): one workload merging them by arrival, each from its own
+/// start, every other key at its default (which `overrides` change, as for
+/// a single trace). Returns the workload and where it came from.
+pub fn load_merged_traces(
+    paths: &[String],
+    overrides: &[Override],
+) -> Result<(WorkloadSpec, String), ConfigError> {
+    let mut text = String::from("[arrivals]\nkind = \"trace\"\n");
+    let mut stems = Vec::new();
+    for p in paths {
+        let not_a_trace = |message: &str| ConfigError::Invalid {
+            origin: Origin::WholeFile { file: p.clone() },
+            key: "trace".to_string(),
+            message: message.to_string(),
+        };
+        let path = Path::new(p);
+        if p.to_ascii_lowercase().ends_with(".toml") || SHIPPED.iter().any(|(n, _)| n == p) {
+            return Err(not_a_trace(
+                "--trace given several times merges recorded trace files; a workload file or a shipped name cannot be merged (list the traces as [[arrivals.inputs]] of one workload file instead)",
+            ));
+        }
+        if !path.is_file() {
+            return Err(not_a_trace(
+                "no such file (--trace given several times merges recorded trace files)",
+            ));
+        }
+        text.push_str(&format!(
+            "[[arrivals.inputs]]\npath = {}\n",
+            toml::Value::String(p.clone())
+        ));
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.clone());
+        // The name without compression and format extensions.
+        let mut stem = name.as_str();
+        for ext in [".gz", ".bz2", ".csv", ".jsonl", ".json", ".log"] {
+            if let Some(s) = stem.strip_suffix(ext) {
+                stem = s;
+            }
+        }
+        stems.push(stem.to_string());
+    }
+    let source = paths.join(" + ");
+    let doc = Document::new(format!("merge of {source}"), text);
+    let spec = WorkloadSpec::load_in(&doc, &stems.join("+"), overrides, Path::new(""), true)?;
+    Ok((spec, source))
 }
 
 /// What validation needs besides the raw values.
@@ -1238,68 +1357,58 @@ fn trace_source(
 ) -> Result<(TraceWorkload, SyntheticSpec, serde_json::Value), ConfigError> {
     let loc = ctx.loc;
     let a = &raw.arrivals;
-    let Some(path) = &a.path else {
-        return Err(loc.invalid(
-            "arrivals.path",
-            "kind = \"trace\" needs `path` (a trace file: canonical, or any log `pooltune trace import` reads)",
-        ));
-    };
-    let mut import = ImportOptions {
-        skip_bad: a.skip_bad.unwrap_or(false),
-        prefix: a.prefix.clone(),
-        year: a.year,
-        time_field: a.time_field.clone(),
-        ..Default::default()
-    };
-    let format = match a.format.as_deref() {
-        None | Some("auto") => None,
-        Some(f) => {
-            Some(Format::parse(f).map_err(|e| loc.invalid("arrivals.format", e.to_string()))?)
+    let skip_bad = a.skip_bad.unwrap_or(false);
+    let (trace, inputs_json) = match (&a.path, &a.inputs) {
+        (Some(_), Some(_)) => {
+            return Err(loc.invalid_related(
+                "arrivals.inputs",
+                &["arrivals.path"],
+                "give either `path` (one trace) or `inputs` (several traces, merged), not both",
+            ))
+        }
+        (None, None) => {
+            return Err(loc.invalid(
+                "arrivals.path",
+                "kind = \"trace\" needs `path` (a trace file: canonical, or any log `pooltune trace import` reads), or `inputs` (several, merged: [[arrivals.inputs]] tables with a `path` each)",
+            ))
+        }
+        (Some(path), None) => {
+            let keys = ReadKeys {
+                format: &a.format,
+                prefix: &a.prefix,
+                rules: &a.rules,
+                time_field: &a.time_field,
+                time_unit: &a.time_unit,
+                year: a.year,
+                pgbench_arrival: &a.pgbench_arrival,
+            };
+            let options = prepare_options(
+                ctx,
+                &keys,
+                skip_bad,
+                &|k, m| loc.invalid(&format!("arrivals.{k}"), m),
+                &|e| ctx.trace_error(e, "arrivals.rules"),
+            )?;
+            let trace = prepare(&ctx.path(path), &options)
+                .map_err(|e| ctx.trace_error(e, "arrivals.path"))?;
+            if trace.info.no_service && service.is_none() {
+                return Err(loc.invalid(
+                    "service",
+                    format!(
+                        "the trace {} has arrival times only (format {}): give a [service] distribution to replay it",
+                        path, trace.info.format
+                    ),
+                ));
+            }
+            (trace, None)
+        }
+        (None, Some(inputs)) => {
+            let merged = merged_trace(ctx, a, inputs, skip_bad, service.is_some())?;
+            let json = serde_json::to_value(&merged.inputs).expect("input infos serialize");
+            (merged.trace, Some(json))
         }
     };
-    if let Some(u) = &a.time_unit {
-        import.time_unit_ns = Some(match u.as_str() {
-            "s" => NANOS_PER_S,
-            "ms" => 1_000_000,
-            "us" => 1_000,
-            "ns" => 1,
-            other => {
-                return Err(loc.invalid(
-                    "arrivals.time_unit",
-                    format!("expected s, ms, us or ns, got \"{other}\""),
-                ))
-            }
-        });
-    }
-    if let Some(p) = &a.pgbench_arrival {
-        import.pgbench_arrival = match p.as_str() {
-            "scheduled" => PgbenchArrival::Scheduled,
-            "sent" => PgbenchArrival::Sent,
-            other => {
-                return Err(loc.invalid(
-                    "arrivals.pgbench_arrival",
-                    format!("expected \"scheduled\" or \"sent\", got \"{other}\""),
-                ))
-            }
-        };
-    }
-    if let Some(r) = &a.rules {
-        import.rules =
-            Rules::load(&ctx.path(r)).map_err(|e| ctx.trace_error(e, "arrivals.rules"))?;
-    }
-    let options = PrepareOptions { format, import };
-    let trace =
-        prepare(&ctx.path(path), &options).map_err(|e| ctx.trace_error(e, "arrivals.path"))?;
     let info = &trace.info;
-    if info.no_service && service.is_none() {
-        return Err(loc.invalid(
-            "service",
-            format!(
-                "the trace {} has arrival times only (format {}): give a [service] distribution to replay it",
-                path, info.format
-            ),
-        ));
-    }
     let speed = a.speed.unwrap_or(1.0);
     if !(speed.is_finite() && speed > 0.0) {
         return Err(loc.invalid(
@@ -1395,8 +1504,280 @@ fn trace_source(
                 .max(1),
         ),
     };
-    let json = serde_json::to_value(info).expect("trace info serializes");
+    let mut json = serde_json::to_value(info).expect("trace info serializes");
+    if let (Some(inputs), Some(obj)) = (inputs_json, json.as_object_mut()) {
+        // Every input's bytes and settings: same inputs, same hash.
+        obj.insert("inputs".to_string(), inputs);
+    }
     Ok((TraceWorkload { trace, transform }, synthetic, json))
+}
+
+/// The keys that say how to read one trace (the single `arrivals.path`, or
+/// one of `arrivals.inputs`).
+struct ReadKeys<'a> {
+    format: &'a Option<String>,
+    prefix: &'a Option<String>,
+    rules: &'a Option<String>,
+    time_field: &'a Option<String>,
+    time_unit: &'a Option<String>,
+    year: Option<i64>,
+    pgbench_arrival: &'a Option<String>,
+}
+
+/// Validates the reading keys of one trace; `err(key, message)` makes the
+/// error for a key (`format`, ...; it knows where the key is), `rules_err`
+/// the error for a rules file that does not load.
+fn prepare_options(
+    ctx: &LoadCtx,
+    keys: &ReadKeys,
+    skip_bad: bool,
+    err: &dyn Fn(&str, String) -> ConfigError,
+    rules_err: &dyn Fn(TraceError) -> ConfigError,
+) -> Result<PrepareOptions, ConfigError> {
+    let mut import = ImportOptions {
+        skip_bad,
+        prefix: keys.prefix.clone(),
+        year: keys.year,
+        time_field: keys.time_field.clone(),
+        ..Default::default()
+    };
+    let format = match keys.format.as_deref() {
+        None | Some("auto") => None,
+        Some(f) => Some(Format::parse(f).map_err(|e| err("format", e.to_string()))?),
+    };
+    if let Some(u) = keys.time_unit {
+        import.time_unit_ns = Some(match u.as_str() {
+            "s" => NANOS_PER_S,
+            "ms" => 1_000_000,
+            "us" => 1_000,
+            "ns" => 1,
+            other => {
+                return Err(err(
+                    "time_unit",
+                    format!("expected s, ms, us or ns, got \"{other}\""),
+                ))
+            }
+        });
+    }
+    if let Some(p) = keys.pgbench_arrival {
+        import.pgbench_arrival = match p.as_str() {
+            "scheduled" => PgbenchArrival::Scheduled,
+            "sent" => PgbenchArrival::Sent,
+            other => {
+                return Err(err(
+                    "pgbench_arrival",
+                    format!("expected \"scheduled\" or \"sent\", got \"{other}\""),
+                ))
+            }
+        };
+    }
+    if let Some(r) = keys.rules {
+        import.rules = Rules::load(&ctx.path(r)).map_err(rules_err)?;
+    }
+    Ok(PrepareOptions { format, import })
+}
+
+/// A parse error inside an `[[arrivals.inputs]]` entry (an unknown key, a
+/// wrong type) names the entry's key and points at it: the generic locator
+/// does not descend into arrays of tables.
+fn relocate_input_error(doc: &Document, loc: &Locator, e: ConfigError) -> ConfigError {
+    let ConfigError::Invalid {
+        origin,
+        key,
+        message,
+    } = e
+    else {
+        return e;
+    };
+    let entry = key
+        .strip_prefix("arrivals.inputs.[")
+        .and_then(|rest| rest.split_once("]."))
+        .and_then(|(i, sub)| Some((i.parse::<usize>().ok()?, sub)));
+    match entry {
+        Some((index, sub)) if !matches!(origin, Origin::Override { .. }) => ConfigError::Invalid {
+            origin: input_origin_in(doc, loc, index, sub.split('.').next().unwrap_or(sub)),
+            key: format!("arrivals.inputs[{index}].{sub}"),
+            message,
+        },
+        _ => ConfigError::Invalid {
+            origin,
+            key,
+            message,
+        },
+    }
+}
+
+/// Where key `key` of the `index`-th `[[arrivals.inputs]]` entry is (the
+/// generic locator does not descend into arrays of tables).
+fn input_origin(ctx: &LoadCtx, index: usize, key: &str) -> Origin {
+    input_origin_in(ctx.doc, ctx.loc, index, key)
+}
+
+fn input_origin_in(doc: &Document, loc: &Locator, index: usize, key: &str) -> Origin {
+    let generic = loc.origin(&format!("arrivals.inputs.{key}"));
+    if matches!(generic, Origin::Override { .. }) {
+        return generic;
+    }
+    let found = (|| {
+        let root = toml::de::DeTable::parse(&doc.text).ok()?;
+        let (_, arrivals) = root
+            .get_ref()
+            .iter()
+            .find(|(k, _)| k.get_ref() == "arrivals")?;
+        let toml::de::DeValue::Table(arrivals) = arrivals.get_ref() else {
+            return Some(arrivals.span().start);
+        };
+        let (k, v) = arrivals.iter().find(|(k, _)| k.get_ref() == "inputs")?;
+        let toml::de::DeValue::Array(items) = v.get_ref() else {
+            return Some(k.span().start);
+        };
+        let Some(item) = items.get(index) else {
+            return Some(k.span().start);
+        };
+        let toml::de::DeValue::Table(t) = item.get_ref() else {
+            return Some(item.span().start);
+        };
+        match t.iter().find(|(k, _)| k.get_ref() == key) {
+            Some((k, _)) => Some(k.span().start),
+            // A missing key: the entry's first key, else the entry.
+            None => t
+                .iter()
+                .map(|(k, _)| k.span().start)
+                .min()
+                .or(Some(item.span().start)),
+        }
+    })();
+    match found {
+        Some(offset) => {
+            let (line, column) = super::line_col(&doc.text, offset);
+            Origin::File {
+                file: doc.name.clone(),
+                line,
+                column,
+            }
+        }
+        None => generic,
+    }
+}
+
+/// Validates `[[arrivals.inputs]]` and prepares the merged trace.
+fn merged_trace(
+    ctx: &LoadCtx,
+    a: &ArrivalsRaw,
+    inputs: &[InputRaw],
+    skip_bad: bool,
+    has_service: bool,
+) -> Result<MergedTrace, ConfigError> {
+    let loc = ctx.loc;
+    for (key, set) in a.present() {
+        if set && PER_INPUT_KEYS.contains(&key) {
+            return Err(loc.invalid_related(
+                &format!("arrivals.{key}"),
+                &["arrivals.inputs"],
+                format!("applies to a single `path`: with `inputs`, give `{key}` in each [[arrivals.inputs]] entry it concerns"),
+            ));
+        }
+    }
+    if inputs.is_empty() {
+        return Err(loc.invalid(
+            "arrivals.inputs",
+            "expected at least one [[arrivals.inputs]] entry with a `path`",
+        ));
+    }
+    let err_at = |i: usize, key: &str, message: String| ConfigError::Invalid {
+        origin: input_origin(ctx, i, key),
+        key: format!("arrivals.inputs[{i}].{key}"),
+        message,
+    };
+    // A trace's own error (a file that does not exist or does not parse) is
+    // reported at the input's key, with the trace's file, line and field.
+    let trace_err = |i: usize, key: &str, e: TraceError| -> ConfigError {
+        if ctx.direct_trace {
+            return e.into_config_direct();
+        }
+        match e {
+            TraceError::Read { path, source } if source.kind() != std::io::ErrorKind::NotFound => {
+                ConfigError::Read { path, source }
+            }
+            other => err_at(i, key, format!("trace {other}")),
+        }
+    };
+    let mut prepared = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(path) = &input.path else {
+            return Err(err_at(
+                i,
+                "path",
+                "each input needs `path` (a trace file: canonical, or any log `pooltune trace import` reads)".into(),
+            ));
+        };
+        let keys = ReadKeys {
+            format: &input.format,
+            prefix: &input.prefix,
+            rules: &input.rules,
+            time_field: &input.time_field,
+            time_unit: &input.time_unit,
+            year: input.year,
+            pgbench_arrival: &input.pgbench_arrival,
+        };
+        let options = prepare_options(ctx, &keys, skip_bad, &|k, m| err_at(i, k, m), &|e| {
+            trace_err(i, "rules", e)
+        })?;
+        let load = input.load.unwrap_or(1.0);
+        if !(load.is_finite() && load > 0.0 && load <= 1000.0) {
+            return Err(err_at(
+                i,
+                "load",
+                format!("expected a factor in (0, 1000], got {load}"),
+            ));
+        }
+        let priority = match input.priority.as_deref() {
+            None => None,
+            Some(p) => Some(parse_priority(p.as_bytes()).ok_or_else(|| {
+                err_at(
+                    i,
+                    "priority",
+                    format!("expected \"high\", \"normal\" or \"low\", got \"{p}\""),
+                )
+            })?),
+        };
+        prepared.push(MergeInput {
+            path: ctx.path(path),
+            options,
+            start_at_ns: input.start_at.map_or(0, |d| d.0 .0),
+            load,
+            priority,
+        });
+    }
+    let merged = prepare_merged(&prepared).map_err(|e| match e.input {
+        Some(i) => trace_err(i, "path", e.error),
+        None => ctx.trace_error(e.error, "arrivals.inputs"),
+    })?;
+    let mut merged = merged;
+    for (info, input) in merged.inputs.iter_mut().zip(inputs) {
+        // As written (relative to the workload file): the hash must not
+        // depend on the directory the workload was loaded from.
+        info.path = input.path.clone().unwrap_or_default();
+    }
+    if !has_service {
+        if let Some((i, info)) = merged
+            .inputs
+            .iter()
+            .enumerate()
+            .find(|(_, info)| info.no_service)
+        {
+            return Err(err_at(
+                i,
+                "path",
+                format!(
+                    "the trace {} has arrival times only (format {}): give a [service] distribution to replay it",
+                    inputs[i].path.as_deref().unwrap_or("?"),
+                    info.format
+                ),
+            ));
+        }
+    }
+    Ok(merged)
 }
 
 fn dur_ns(d: &Dur) -> u64 {
@@ -1974,4 +2355,5 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "slow-query-storm",
         include_str!("../../traces/slow-query-storm.toml"),
     ),
+    ("closed-loop", include_str!("../../traces/closed-loop.toml")),
 ];

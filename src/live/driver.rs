@@ -1,7 +1,7 @@
 //! The live event loop: one task owns the pool; IO runs in spawned tasks
 //! that report back through a channel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::clock::{LiveClock, Stopwatch};
 use super::conninfo::Target;
 use super::statements::{self, Picker, StatementCount, StatementFile, Value};
-use super::{LiveError, LiveReport, LIVE_SCHEMA, STATEMENT};
+use super::{ClosedLoopReport, LiveError, LiveReport, LIVE_SCHEMA, STATEMENT};
 use crate::core::lifecycle::OnBroken;
 use crate::core::metrics::{CloseReason, Latency, SampleSink};
 use crate::core::policy::Policy;
@@ -120,6 +120,8 @@ struct Job {
     work: Work,
     /// Index into the run's per-statement counts.
     count: usize,
+    /// The closed-loop client that sent it (0 in an open loop).
+    client: u32,
 }
 
 /// The pool's payload type is the simulator's (`SimDuration`, so the run
@@ -129,9 +131,23 @@ fn ticket(id: u64) -> SimDuration {
     SimDuration(id)
 }
 
-/// Requests with the work each runs.
+/// Requests with the work each runs: a [`RequestSource`] with work
+/// attached, closed loop included (see [`RequestSource::close_loop`]).
 pub(crate) trait JobSource {
     fn next_job(&mut self) -> Option<(Request, Work)>;
+
+    /// See [`RequestSource::close_loop`]: called once, before the first
+    /// `next_job`.
+    fn close_loop(&mut self) -> bool {
+        false
+    }
+
+    /// See [`RequestSource::finished`]: the client's next request with its
+    /// work, or `None` when the client stops.
+    fn finished(&mut self, client: u32, at: SimTime) -> Option<(Request, Work)> {
+        let _ = (client, at);
+        None
+    }
 }
 
 /// Every request runs `pg_sleep`.
@@ -141,6 +157,14 @@ impl<S: RequestSource> JobSource for SleepJobs<S> {
     fn next_job(&mut self) -> Option<(Request, Work)> {
         self.0.next_request().map(|r| (r, Work::Sleep))
     }
+
+    fn close_loop(&mut self) -> bool {
+        self.0.close_loop()
+    }
+
+    fn finished(&mut self, client: u32, at: SimTime) -> Option<(Request, Work)> {
+        self.0.finished(client, at).map(|r| (r, Work::Sleep))
+    }
 }
 
 /// Each request picks a statement of a file when it arrives.
@@ -149,11 +173,26 @@ pub(crate) struct FileJobs<S> {
     pub picker: Picker,
 }
 
+impl<S: RequestSource> FileJobs<S> {
+    fn with_statement(&mut self, r: Request) -> (Request, Work) {
+        let (index, values) = self.picker.pick(r.kind, r.service);
+        (r, Work::Statement { index, values })
+    }
+}
+
 impl<S: RequestSource> JobSource for FileJobs<S> {
     fn next_job(&mut self) -> Option<(Request, Work)> {
         let r = self.source.next_request()?;
-        let (index, values) = self.picker.pick(r.kind, r.service);
-        Some((r, Work::Statement { index, values }))
+        Some(self.with_statement(r))
+    }
+
+    fn close_loop(&mut self) -> bool {
+        self.source.close_loop()
+    }
+
+    fn finished(&mut self, client: u32, at: SimTime) -> Option<(Request, Work)> {
+        let r = self.source.finished(client, at)?;
+        Some(self.with_statement(r))
     }
 }
 
@@ -297,6 +336,13 @@ struct Driver<'a> {
     checks: u64,
     checks_failed: u64,
     errors: Vec<String>,
+    /// The source is a closed loop: every end is reported to it.
+    closed: bool,
+    /// Closed loop: clients whose request ended, and when, not yet reported
+    /// to the source (the main loop does, after each event).
+    ended: Vec<(u32, SimTime)>,
+    /// Closed loop: clients with a request waiting or running.
+    busy_clients: BTreeSet<u32>,
 }
 
 /// Runs `source` against the database with `policy`, in real time.
@@ -308,6 +354,14 @@ struct Driver<'a> {
 ///
 /// Each request runs what `live.statements` says; `RecordedSql` needs the
 /// trace's records, so only [`crate::live::run_scenario`] replays it.
+///
+/// A closed-loop source ([`RequestSource::close_loop`]) is run as one, like
+/// pgbench without `-R`: each client's next request comes from
+/// [`RequestSource::finished`] when its previous one ends on the live clock
+/// (served, timed out, rejected, failed for good). Times given to and taken
+/// from the source are on its axis (live time × `speed`), so `speed`
+/// divides think times as it divides open-loop arrival times. After `stop`
+/// no client sends another request.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<S: RequestSource>(
     target: &Target,
@@ -437,14 +491,24 @@ pub(crate) async fn run_jobs<J: JobSource>(
         checks: 0,
         checks_failed: 0,
         errors: Vec::new(),
+        closed: false,
+        ended: Vec::new(),
+        busy_clients: BTreeSet::new(),
     };
+    // Source time (the trace's axis) to live time and back.
     let scale = |t: SimTime| SimTime((t.0 as f64 / live.speed).round() as u64);
+    let unscale = |t: SimTime| SimTime((t.0 as f64 * live.speed).round() as u64);
+    d.closed = jobs.close_loop();
+    let mut cl = ClosedLoop::default();
     d.pool.start(SimTime::ZERO, &mut d.fx);
     d.apply_effects(SimTime::ZERO);
     let sample_interval = opts.sample_interval.filter(|si| si.0 > 0);
     let mut next_sample = sample_interval.map(|si| SimTime::ZERO + si);
     let mut last_sample = SimTime::ZERO;
     let mut next: Option<(Request, Work)> = jobs.next_job();
+    if d.closed && next.is_some() {
+        cl.clients += 1;
+    }
     let mut last_arrival = SimTime::ZERO;
     let horizon = opts.horizon.map(|h| scale(SimTime(h.0)));
     let max_time = SimTime(opts.max_sim_time.0);
@@ -452,10 +516,21 @@ pub(crate) async fn run_jobs<J: JobSource>(
     let mut stop = stop;
     let mut interrupted = false;
 
-    let end = loop {
+    let end = 'run: loop {
         let now = d.clock.now();
         let end_at = horizon.unwrap_or(last_arrival).max(last_arrival);
-        if next.is_none() && now >= end_at && (!opts.drain || d.pool.in_flight() == 0) {
+        let done = if d.closed {
+            // Every client stopped (none thinking, none waiting or
+            // running), or, without drain, the horizon passed: clients
+            // then in flight or thinking are reported as such.
+            next.is_none()
+                && now >= end_at
+                && ((cl.thinking.is_empty() && d.pool.in_flight() == 0)
+                    || (!opts.drain && horizon.is_some()))
+        } else {
+            next.is_none() && now >= end_at && (!opts.drain || d.pool.in_flight() == 0)
+        };
+        if done {
             break if opts.drain { now } else { end_at.min(now) };
         }
         if now > max_time {
@@ -472,9 +547,12 @@ pub(crate) async fn run_jobs<J: JobSource>(
         }
         let mut wake = [
             next.as_ref().map(|(r, _)| scale(r.arrival)),
+            cl.thinking.keys().next().map(|&(at, _)| at),
             d.wake_at,
             next_sample,
-            next.is_none().then_some(end_at),
+            // Past: the run waits for requests in flight (an IO event or
+            // the re-check below wakes it), not a timer that fires at once.
+            next.is_none().then_some(end_at).filter(|&t| t > now),
         ]
         .into_iter()
         .chain(d.timers)
@@ -529,15 +607,49 @@ pub(crate) async fn run_jobs<J: JobSource>(
                         d.apply_effects(now);
                     }
                 }
-                while next.as_ref().is_some_and(|(r, _)| scale(r.arrival) <= now) {
-                    let (r, work) = next.take().expect("checked above");
+                // Arrivals due: the source's (open loop, or each closed-loop
+                // client's first request) merged with the closed-loop
+                // clients' next requests, in arrival order.
+                loop {
+                    let first = next.as_ref().map(|(r, _)| scale(r.arrival));
+                    let think = cl.thinking.keys().next().map(|&(at, _)| at);
+                    let (r, work, ended) = match (first, think) {
+                        (Some(a), t) if a <= now && t.is_none_or(|t| a <= t) => {
+                            let (r, work) = next.take().expect("checked above");
+                            next = jobs.next_job();
+                            if d.closed && next.is_some() {
+                                cl.clients += 1;
+                            }
+                            (r, work, None)
+                        }
+                        (_, Some(t)) if t <= now => {
+                            let (_, (r, work, ended)) =
+                                cl.thinking.pop_first().expect("checked above");
+                            (r, work, Some(ended))
+                        }
+                        _ => break,
+                    };
                     events += 1;
-                    d.arrival_lag.record(now - scale(r.arrival));
-                    last_arrival = scale(r.arrival);
-                    let id = d.admit(r.service, work);
+                    let at = scale(r.arrival);
+                    d.arrival_lag.record(now - at);
+                    if let Some(ended) = ended {
+                        cl.think.record(now - ended);
+                    }
+                    last_arrival = last_arrival.max(at);
+                    let id = match d.admit(now, &r, work) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            fatal = Some(e);
+                            break 'run now;
+                        }
+                    };
                     d.pool.acquire(now, r.priority, ticket(id), &mut d.fx);
                     d.apply_effects(now);
-                    next = jobs.next_job();
+                    // A request refused at once ended already: its client
+                    // thinks again (below) before anything else is issued.
+                    if !d.ended.is_empty() {
+                        break;
+                    }
                 }
                 if d.wake_at.is_some_and(|at| at <= now) {
                     events += 1;
@@ -556,6 +668,28 @@ pub(crate) async fn run_jobs<J: JobSource>(
                 }
             }
         }
+        // Closed loop: each client whose request ended gets its next one
+        // from the source, a think time later (or stops).
+        for (client, at) in std::mem::take(&mut d.ended) {
+            match jobs.finished(client, unscale(at)) {
+                Some((r, work)) => {
+                    if r.client != client {
+                        fatal = Some(LiveError::Invariant {
+                            what: format!(
+                                "the source answered the end of client {client}'s request with one of client {}",
+                                r.client
+                            ),
+                            at,
+                        });
+                        break 'run now;
+                    }
+                    cl.seq += 1;
+                    cl.thinking
+                        .insert((scale(r.arrival).max(at), cl.seq), (r, work, at));
+                }
+                None => cl.stopped += 1,
+            }
+        }
         if opts.check_invariants {
             d.pool
                 .check_invariants()
@@ -572,6 +706,28 @@ pub(crate) async fn run_jobs<J: JobSource>(
     d.pool
         .check_invariants()
         .map_err(|what| LiveError::Invariant { what, at: end })?;
+    // Every closed-loop client is accounted for: stopped, thinking, or
+    // with its one request in flight (the pool's count of those).
+    let closed_loop = d.closed.then(|| ClosedLoopReport {
+        clients: cl.clients,
+        stopped: cl.stopped,
+        thinking_at_end: (cl.thinking.len() + d.ended.len()) as u32,
+        in_flight_at_end: d.busy_clients.len() as u32,
+        think_ms: cl.think.summary_ms(),
+    });
+    if let Some(c) = &closed_loop {
+        if c.stopped + c.thinking_at_end + c.in_flight_at_end != c.clients
+            || u64::from(c.in_flight_at_end) != d.pool.in_flight()
+        {
+            fatal.get_or_insert(LiveError::Invariant {
+                what: format!(
+                    "closed-loop clients lost: {c:?}, but {} requests in flight",
+                    d.pool.in_flight()
+                ),
+                at: end,
+            });
+        }
+    }
     let wall = d.clock.now();
     let counters = d.pool.counters().clone();
     let Driver {
@@ -647,6 +803,7 @@ pub(crate) async fn run_jobs<J: JobSource>(
         connections_aborted: aborted,
         statement_source: live.statements.describe(),
         statements: counts,
+        closed_loop,
     };
     if let Some(e) = fatal {
         return Err(e);
@@ -662,6 +819,22 @@ pub(crate) async fn run_jobs<J: JobSource>(
         },
         report,
     })
+}
+
+/// The closed loop's side of a run: clients between two requests and the
+/// count that proves none was lost.
+#[derive(Default)]
+struct ClosedLoop {
+    /// Clients that sent a first request.
+    clients: u32,
+    /// Clients the source stopped (`finished` returned `None`).
+    stopped: u32,
+    /// Each thinking client's next request by (live issue time, sequence),
+    /// with when its previous one ended.
+    thinking: BTreeMap<(SimTime, u64), (Request, Work, SimTime)>,
+    seq: u64,
+    /// From a request's end to its client's next request being issued.
+    think: Latency,
 }
 
 /// The first tick after `now` on the grid `t + k * iv` (a late timer does
@@ -952,8 +1125,20 @@ impl Driver<'_> {
         &mut self.slots[i]
     }
 
-    /// Files a request's work and returns its ticket.
-    fn admit(&mut self, service: SimDuration, work: Work) -> u64 {
+    /// Files a request's work and returns its ticket. A closed-loop client
+    /// never has two requests in flight: one that would is a bug of the
+    /// source or of this driver, reported rather than run.
+    fn admit(&mut self, now: SimTime, r: &Request, work: Work) -> Result<u64, LiveError> {
+        if self.closed && !self.busy_clients.insert(r.client) {
+            return Err(LiveError::Invariant {
+                what: format!(
+                    "closed-loop client {} sent a request while its previous one was in flight",
+                    r.client
+                ),
+                at: now,
+            });
+        }
+        let service = r.service;
         let id = self.next_ticket;
         self.next_ticket += 1;
         let count = match (&work, &self.statements) {
@@ -968,9 +1153,22 @@ impl Driver<'_> {
                 service,
                 work,
                 count,
+                client: r.client,
             },
         );
-        id
+        Ok(id)
+    }
+
+    /// The request with ticket `id` ended at `now` (served, timed out,
+    /// refused or failed for good): its work is dropped and, in a closed
+    /// loop, its client is due to think.
+    fn end_job(&mut self, id: u64, now: SimTime) {
+        if let Some(job) = self.jobs.remove(&id) {
+            if self.closed {
+                self.busy_clients.remove(&job.client);
+                self.ended.push((job.client, now));
+            }
+        }
     }
 
     fn note_error(&mut self, message: String) {
@@ -1039,7 +1237,7 @@ impl Driver<'_> {
                         if let Some(c) = count {
                             self.counts[c].completed += 1;
                         }
-                        self.jobs.remove(&id);
+                        self.end_job(id, now);
                         self.pool.release(now, conn, &mut self.fx);
                     }
                     Err(message) => {
@@ -1050,7 +1248,7 @@ impl Driver<'_> {
                         }
                         // A request sent back to its queue keeps its work.
                         if usable || self.pool_on_broken_fails {
-                            self.jobs.remove(&id);
+                            self.end_job(id, now);
                         }
                         self.pool.fail(now, conn, usable, ticket(id), &mut self.fx);
                     }
@@ -1203,14 +1401,12 @@ impl Driver<'_> {
                         let _ = tx.send(IoEvent::Checked { conn, client, ok });
                     });
                 }
-                // Open loop: nobody waits on the request; the pool counted
-                // it (timed out, rejected, or failed: its connect failed or
-                // it was handed a broken connection).
+                // The pool counted the request (timed out, rejected, or
+                // failed: its connect failed or it was handed a broken
+                // connection); in a closed loop its client thinks next.
                 Effect::TimedOut { payload, .. }
                 | Effect::Rejected { payload, .. }
-                | Effect::Failed { payload, .. } => {
-                    self.jobs.remove(&payload.0);
-                }
+                | Effect::Failed { payload, .. } => self.end_job(payload.0, now),
             }
         }
         // Nothing above calls the pool: hand the (empty) buffer back.

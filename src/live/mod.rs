@@ -12,6 +12,11 @@
 //!  policy interval (real timer) ──► Policy::decide(now, view, Tick) ──► Pool::apply
 //! ```
 //!
+//! A closed-loop workload (`[arrivals] kind = "closed_loop"`) runs as one,
+//! like pgbench without `-R`: each client's next request is asked of the
+//! source when its previous one ends on the live clock, and issued a think
+//! time later ([`run`]; `live.json`'s `closed_loop`, [`ClosedLoopReport`]).
+//!
 //! One task owns the pool and reacts to IO completions (a channel), timers,
 //! arrivals and Ctrl-C; connects, queries and closes run in their own tasks.
 //! Only [`clock`] reads the wall clock; the pool sees [`SimTime`] as in the
@@ -143,6 +148,34 @@ pub struct LiveReport {
     /// Per statement: requests that picked it, completed and failed.
     #[serde(default)]
     pub statements: Vec<statements::StatementCount>,
+    /// Set when the workload was a closed loop (`[arrivals] kind =
+    /// "closed_loop"`: each client sends its next request a think time after
+    /// its previous one ends, like pgbench without `-R`); `null` for an open
+    /// loop (requests issued at their trace arrival times) and in reports
+    /// written before closed loops ran live.
+    #[serde(default)]
+    pub closed_loop: Option<ClosedLoopReport>,
+}
+
+/// A closed-loop live run's clients (`live.json`'s `closed_loop`). Every
+/// client is counted once at the end:
+/// `clients = stopped + thinking_at_end + in_flight_at_end`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClosedLoopReport {
+    /// Clients that sent a first request (the workload's `clients`, unless
+    /// the run ended before some started).
+    pub clients: u32,
+    /// Clients that were done (their duration or request count reached).
+    pub stopped: u32,
+    /// Clients between two requests when the run ended (an interrupt, or the
+    /// horizon without drain): their next request was never sent.
+    pub thinking_at_end: u32,
+    /// Clients whose request was waiting or running when the run ended
+    /// (the summary's `in_flight_at_end`).
+    pub in_flight_at_end: u32,
+    /// From a request's end to its client's next request being issued, on
+    /// the live clock: the think time / speed plus the driver's timer lag.
+    pub think_ms: DistributionMs,
 }
 
 /// Builds a multi-threaded runtime for a live run (two workers: the live

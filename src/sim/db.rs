@@ -363,10 +363,13 @@ impl Database {
         work: SimDuration,
     ) -> Completion {
         let overhead = scale(self.wire.query_overhead, self.service_factor);
+        let payload = work;
         let work = scale(work, self.service_factor);
         let shared = self.shared.is_some();
         let s = self.slot(instance, conn);
-        s.payload = work;
+        // Unscaled: a failed query retried after a latency spike must not
+        // carry the spike's factor twice.
+        s.payload = payload;
         if s.state != SlotState::Open {
             self.stats.queries_failed += 1;
             return Completion::FailAt(now + overhead, instance, conn);

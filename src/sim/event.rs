@@ -179,6 +179,74 @@ impl<E: Phased> EventQueue<E> {
     }
 }
 
+/// Arrivals made during a run (closed-loop clients' next requests), popped
+/// by time, then in the order they were pushed: deterministic ties.
+pub(crate) struct Arrivals<T> {
+    heap: BinaryHeap<Arrival<T>>,
+    seq: u64,
+}
+
+struct Arrival<T> {
+    at: SimTime,
+    seq: u64,
+    item: T,
+}
+
+impl<T> PartialEq for Arrival<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl<T> Eq for Arrival<T> {}
+
+impl<T> PartialOrd for Arrival<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Arrival<T> {
+    // Reversed: the heap pops the earliest.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl<T> Default for Arrivals<T> {
+    fn default() -> Self {
+        Arrivals {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<T> Arrivals<T> {
+    pub(crate) fn push(&mut self, at: SimTime, item: T) {
+        self.heap.push(Arrival {
+            at,
+            seq: self.seq,
+            item,
+        });
+        self.seq += 1;
+    }
+
+    #[inline]
+    pub(crate) fn peek(&self) -> Option<SimTime> {
+        self.heap.peek().map(|a| a.at)
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<T> {
+        self.heap.pop().map(|a| a.item)
+    }
+
+    /// Every item waiting, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.heap.iter().map(|a| &a.item)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

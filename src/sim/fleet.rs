@@ -23,15 +23,17 @@
 //! answer after one hop and pass while PgBouncer runs; a fault's recovery is
 //! the first prompt checkout on that server after the fault ends.
 
+use std::collections::BTreeMap;
+
 use rand::Rng;
 
 use crate::core::metrics::{Sample, SampleSink};
 use crate::core::pool::{ConnId, Effect, Pool};
-use crate::core::request::{Kind, Priority};
+use crate::core::request::{Kind, Priority, Request};
 use crate::error::SimError;
 use crate::rng::{SeedTree, Stream};
 use crate::sim::db::{self, Database};
-use crate::sim::event::{EventQueue, Phase, Phased};
+use crate::sim::event::{Arrivals, EventQueue, Phase, Phased};
 use crate::sim::fault::{FaultKind, FaultRecord, FaultTiming};
 use crate::sim::topology::{
     AppPool, BouncerOutcome, FleetEvent, FleetOutcome, Job, PoolMode, ReplicaSelection,
@@ -258,7 +260,18 @@ struct Fleet<'t> {
     refused_mark: u64,
     /// The run is over: the closes that follow are not the servers' load.
     ending: bool,
+    /// Per request source: whether it is a closed loop (its requests' ends
+    /// are reported to it).
+    closed: Vec<bool>,
+    /// Per request source: its requests arrived and not ended yet.
+    source_in_flight: Vec<u64>,
+    /// Closed-loop requests that ended since the loop last looked, in the
+    /// order they ended: (source, client, when).
+    ends: Vec<(u16, u32, SimTime)>,
 }
+
+/// [`Job::source`] of what is no request (a PgBouncer session).
+const NO_SOURCE: u16 = u16::MAX;
 
 /// Runs a topology. `shared` feeds the services with a `share`; `own[i]`
 /// the service whose workload is `Own(i)`. The sink gets one time-series
@@ -338,6 +351,9 @@ pub fn simulate_fleet(
         seed: seeds.master(),
         refused_mark: 0,
         ending: false,
+        closed: Vec::new(),
+        source_in_flight: Vec::new(),
+        ends: Vec::new(),
     };
     if let Some(b) = &topo.bouncer {
         for s in 0..topo.servers.len() {
@@ -417,8 +433,27 @@ pub fn simulate_fleet(
         sources.push(s);
         source_service.push(Some(svc as u16));
     }
-    let mut heads: Vec<Option<crate::core::request::Request>> =
-        sources.iter_mut().map(|s| s.next_request()).collect();
+    assert!(
+        sources.len() < NO_SOURCE as usize,
+        "fewer than 65,535 sources"
+    );
+    // Asked once, before the first request: a closed loop's cursor then
+    // yields each client's first request only, and the next ones come back
+    // from `finished` as its requests end.
+    f.closed = sources.iter_mut().map(|s| s.close_loop()).collect();
+    f.source_in_flight = vec![0; sources.len()];
+    let names: Vec<String> = source_service
+        .iter()
+        .map(|s| match s {
+            None => "the shared workload".to_string(),
+            Some(s) => format!(
+                "service `{}`'s own workload",
+                topo.services[*s as usize].name
+            ),
+        })
+        .collect();
+    let mut loops = ClosedLoops::new(&f.closed, names);
+    let mut heads: Vec<Option<Request>> = sources.iter_mut().map(|s| s.next_request()).collect();
     // Cumulative shares of the services that split the shared workload.
     let share_cdf: Vec<(f64, u16)> = {
         let mut acc = 0.0;
@@ -444,23 +479,37 @@ pub fn simulate_fleet(
     let mut events: u64 = 0;
     loop {
         // The earliest head among the sources (ties: the first source).
-        let mut pick: Option<usize> = None;
+        let mut pick: Option<(usize, SimTime)> = None;
         for (i, h) in heads.iter().enumerate() {
             if let Some(r) = h {
-                if pick.is_none_or(|p| r.arrival < heads[p].as_ref().expect("some").arrival) {
-                    pick = Some(i);
+                if pick.is_none_or(|(_, t)| r.arrival < t) {
+                    pick = Some((i, r.arrival));
                 }
             }
         }
-        let take_arrival = match (pick, f.queue.peek()) {
-            (Some(i), Some(e)) => {
-                let a = heads[i].as_ref().expect("picked").arrival;
-                (a, Phase::Arrival) < (e.time, e.phase())
-            }
+        // A closed-loop client's next request, unless a cursor's is not
+        // later (the cursors first at equal times).
+        let follow = loops.peek();
+        let from_follow = match (pick, follow) {
+            (Some((_, a)), Some(t)) => t < a,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        let arrival = if from_follow {
+            follow
+        } else {
+            pick.map(|(_, a)| a)
+        };
+        let take_arrival = match (arrival, f.queue.peek()) {
+            (Some(a), Some(e)) => (a, Phase::Arrival) < (e.time, e.phase()),
             (Some(_), None) => true,
             (None, Some(e)) => {
                 let end = horizon.unwrap_or(last_arrival).max(last_arrival);
-                if e.time > end && (!opts.drain || f.in_flight() == 0) {
+                // A closed loop without a horizon makes new arrivals while
+                // one of its requests is in flight: it may only stop once
+                // none is.
+                let may_cut = !opts.drain && (horizon.is_some() || f.closed_in_flight() == 0);
+                if e.time > end && (may_cut || f.in_flight() == 0) {
                     break;
                 }
                 false
@@ -469,9 +518,14 @@ pub fn simulate_fleet(
         };
         bounds.event(&mut events, f.now, sink)?;
         if take_arrival {
-            let i = pick.expect("arrival");
-            let r = heads[i].take().expect("picked");
-            heads[i] = sources[i].next_request();
+            let (i, r) = if from_follow {
+                loops.pop()
+            } else {
+                let (i, _) = pick.expect("arrival");
+                let r = heads[i].take().expect("picked");
+                heads[i] = sources[i].next_request();
+                (i, r)
+            };
             bounds.time(r.arrival, events)?;
             f.now = r.arrival;
             last_arrival = r.arrival;
@@ -488,11 +542,19 @@ pub fn simulate_fleet(
                         .1
                 }
             };
+            if f.closed[i] {
+                loops
+                    .arrived(i, r.client, !from_follow)
+                    .map_err(|what| f.invariant(what))?;
+            }
+            f.source_in_flight[i] += 1;
             let job = Job {
                 work: r.service,
                 arrival: r.arrival,
                 kind: r.kind,
                 attempt: 0,
+                source: i as u16,
+                client: r.client,
                 tag: 0,
             };
             f.arrive(service as usize, r.priority, job);
@@ -515,6 +577,11 @@ pub fn simulate_fleet(
                 }
                 other => f.handle(other),
             }
+        }
+        if !f.ends.is_empty() {
+            loops
+                .report(&mut f.ends, &mut sources)
+                .map_err(|what| f.invariant(what))?;
         }
         if f.check_invariants {
             f.invariants()?;
@@ -548,6 +615,9 @@ pub fn simulate_fleet(
     }
     f.invariants()?;
     f.conservation()?;
+    loops
+        .conservation(&f.source_in_flight, &f.ends)
+        .map_err(|what| f.invariant(what))?;
     Ok(f.outcome(end, events))
 }
 
@@ -567,6 +637,44 @@ impl Fleet<'_> {
 
     fn in_flight(&self) -> u64 {
         self.services.iter().map(|s| s.in_flight).sum()
+    }
+
+    /// Requests of closed-loop sources in flight: each may bring its
+    /// client's next request.
+    fn closed_in_flight(&self) -> u64 {
+        self.closed
+            .iter()
+            .zip(&self.source_in_flight)
+            .filter(|(c, _)| **c)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn invariant(&self, what: String) -> SimError {
+        SimError::Invariant {
+            what,
+            at: self.now,
+            seed: self.seed,
+        }
+    }
+
+    /// A routed request of service `s` ends for good (completed, timed out,
+    /// rejected, failed): it leaves the service's requests in flight and
+    /// its source is told. The only way out, so no end goes unreported.
+    #[inline]
+    fn ended(&mut self, s: usize, job: &Job) {
+        self.services[s].in_flight -= 1;
+        self.source_ended(job);
+    }
+
+    /// A request ends: a closed loop's client is told after this event.
+    #[inline]
+    fn source_ended(&mut self, job: &Job) {
+        let src = job.source as usize;
+        self.source_in_flight[src] -= 1;
+        if self.closed[src] {
+            self.ends.push((job.source, job.client, self.now));
+        }
     }
 
     // ---- instances ---------------------------------------------------------
@@ -693,6 +801,7 @@ impl Fleet<'_> {
         if up == 0 {
             st.requests.unrouted += 1;
             st.requests.unrouted_by_priority[priority.index()] += 1;
+            self.source_ended(&job);
             return;
         }
         let k = match self.topo.services[s].balance {
@@ -854,7 +963,6 @@ impl Fleet<'_> {
         c.completed += 1;
         c.query.record(now - started);
         c.response.record(now - job.arrival);
-        st.in_flight -= 1;
         bump(&mut st.series.completed, sec);
         self.servers[server as usize].queries += 1;
         if let Some(inst) = st.instances.get_mut(k) {
@@ -864,6 +972,7 @@ impl Fleet<'_> {
                 *e = if e.is_nan() { x } else { 0.9 * *e + 0.1 * x };
             }
         }
+        self.ended(s, &job);
     }
 
     fn timed_out(&mut self, a: u32, priority: Priority, job: Job) {
@@ -874,15 +983,14 @@ impl Fleet<'_> {
         let c = &mut st.requests.classes[priority.index()];
         c.timed_out += 1;
         c.wait.record(now - job.arrival);
-        st.in_flight -= 1;
         bump(&mut st.series.timed_out, sec);
+        self.ended(s, &job);
     }
 
-    fn rejected(&mut self, a: u32, priority: Priority) {
+    fn rejected(&mut self, a: u32, priority: Priority, job: Job) {
         let (s, _, _) = self.service_of(a);
-        let st = &mut self.services[s];
-        st.requests.classes[priority.index()].rejected += 1;
-        st.in_flight -= 1;
+        self.services[s].requests.classes[priority.index()].rejected += 1;
+        self.ended(s, &job);
     }
 
     /// The request failed on app pool `a`: a read goes to another server
@@ -900,9 +1008,8 @@ impl Fleet<'_> {
             self.services[s].requests.retried += 1;
             self.dispatch(s, k, priority, job, Some(server));
         } else {
-            let st = &mut self.services[s];
-            st.requests.classes[priority.index()].failed += 1;
-            st.in_flight -= 1;
+            self.services[s].requests.classes[priority.index()].failed += 1;
+            self.ended(s, &job);
         }
     }
 
@@ -975,6 +1082,8 @@ impl Fleet<'_> {
                                         arrival: now,
                                         kind: Kind::Read,
                                         attempt: 0,
+                                        source: NO_SOURCE,
+                                        client: 0,
                                         tag: ((a as u64) << 32) | conn as u64,
                                     };
                                     let bp = &mut self.bouncers[server as usize];
@@ -1034,7 +1143,7 @@ impl Fleet<'_> {
                 Effect::TimedOut {
                     priority, payload, ..
                 } => self.timed_out(a, priority, payload),
-                Effect::Rejected { priority, .. } => self.rejected(a, priority),
+                Effect::Rejected { priority, payload } => self.rejected(a, priority, payload),
                 Effect::Failed {
                     priority, payload, ..
                 } => self.failed(a, priority, payload),
@@ -1199,7 +1308,7 @@ impl Fleet<'_> {
         if !requeued {
             match outcome {
                 Outcome::TimedOut => self.timed_out(a, priority, job),
-                Outcome::Rejected => self.rejected(a, priority),
+                Outcome::Rejected => self.rejected(a, priority, job),
                 Outcome::Failed => self.failed(a, priority, job),
             }
         }
@@ -1773,6 +1882,15 @@ impl Fleet<'_> {
     /// timed out + failed + rejected + unrouted + in flight, and what is in
     /// flight is in its pools.
     fn conservation(&self) -> Result<(), SimError> {
+        // Every end went through `ended`: the sources' requests in flight
+        // are the services'.
+        let by_source: u64 = self.source_in_flight.iter().sum();
+        if by_source != self.in_flight() {
+            return Err(self.invariant(format!(
+                "{by_source} requests in flight by source but {} by service",
+                self.in_flight()
+            )));
+        }
         for (s, st) in self.services.iter().enumerate() {
             let r = &st.requests;
             let sum = |f: fn(&crate::core::metrics::ClassMetrics) -> u64| -> u64 {
@@ -1864,7 +1982,520 @@ impl Fleet<'_> {
     }
 }
 
+/// Where a closed-loop client is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    /// Its next request waits for its arrival (the think time).
+    Thinking,
+    /// Its request is in the fleet.
+    InFlight,
+    /// Its source ended it (`finished` returned `None`).
+    Stopped,
+}
+
+/// One closed-loop source's clients.
+#[derive(Default)]
+struct LoopClients {
+    clients: BTreeMap<u32, Client>,
+    thinking: u64,
+    in_flight: u64,
+    stopped: u64,
+}
+
+/// The closed loops: every closed source's clients and their next
+/// requests. Empty (and never touched) when every source is open.
+struct ClosedLoops {
+    /// Per source; `None` for open ones.
+    sources: Vec<Option<LoopClients>>,
+    names: Vec<String>,
+    /// Next requests: (source, request).
+    next: Arrivals<(u16, Request)>,
+}
+
+impl ClosedLoops {
+    fn new(closed: &[bool], names: Vec<String>) -> Self {
+        ClosedLoops {
+            sources: closed
+                .iter()
+                .map(|&c| c.then(LoopClients::default))
+                .collect(),
+            names,
+            next: Arrivals::default(),
+        }
+    }
+
+    /// The earliest next request's arrival.
+    #[inline]
+    fn peek(&self) -> Option<SimTime> {
+        self.next.peek()
+    }
+
+    fn pop(&mut self) -> (usize, Request) {
+        let (source, request) = self.next.pop().expect("peeked");
+        (source as usize, request)
+    }
+
+    /// Client `client` of closed source `i` sends a request: its first
+    /// (from the cursor) or the one `finished` returned.
+    fn arrived(&mut self, i: usize, client: u32, first: bool) -> Result<(), String> {
+        let lc = self.sources[i].as_mut().expect("a closed source");
+        let state = lc.clients.get(&client).copied();
+        match (first, state) {
+            (true, None) => {}
+            (false, Some(Client::Thinking)) => lc.thinking -= 1,
+            _ => {
+                return Err(format!(
+                    "{}: client {client} sent a{} request while {}",
+                    self.names[i],
+                    if first { " first" } else { " next" },
+                    match state {
+                        None => "unknown".to_string(),
+                        Some(s) => format!("{s:?}"),
+                    }
+                ))
+            }
+        }
+        lc.clients.insert(client, Client::InFlight);
+        lc.in_flight += 1;
+        Ok(())
+    }
+
+    /// Tells the closed sources which of their requests ended, in order,
+    /// and schedules the next requests they return.
+    fn report(
+        &mut self,
+        ends: &mut Vec<(u16, u32, SimTime)>,
+        sources: &mut [&mut dyn RequestSource],
+    ) -> Result<(), String> {
+        for (src, client, at) in ends.drain(..) {
+            let i = src as usize;
+            let lc = self.sources[i].as_mut().expect("a closed source");
+            let state = lc.clients.get_mut(&client);
+            let Some(state @ Client::InFlight) = state else {
+                return Err(format!(
+                    "{}: a request of client {client} ended while it is {:?}",
+                    self.names[i], state
+                ));
+            };
+            lc.in_flight -= 1;
+            match sources[i].finished(client, at) {
+                Some(r) => {
+                    if r.client != client || r.arrival < at {
+                        return Err(format!(
+                            "{}: client {client}'s request ended at {at}, and its next one is client {}'s at {}",
+                            self.names[i], r.client, r.arrival
+                        ));
+                    }
+                    *state = Client::Thinking;
+                    lc.thinking += 1;
+                    self.next.push(r.arrival, (src, r));
+                }
+                None => {
+                    *state = Client::Stopped;
+                    lc.stopped += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every closed-loop client is accounted for: it thinks (its next
+    /// request is scheduled), has exactly one request in flight, or has
+    /// stopped; none vanished with a request that ended unreported.
+    fn conservation(
+        &self,
+        source_in_flight: &[u64],
+        ends: &[(u16, u32, SimTime)],
+    ) -> Result<(), String> {
+        for (i, lc) in self.sources.iter().enumerate() {
+            let Some(lc) = lc else { continue };
+            let mut count = [0u64; 3];
+            for s in lc.clients.values() {
+                count[*s as usize] += 1;
+            }
+            let scheduled = self.next.iter().filter(|(s, _)| *s as usize == i).count() as u64;
+            let unreported = ends.iter().filter(|e| e.0 as usize == i).count();
+            let seen = lc.clients.len() as u64;
+            if count != [lc.thinking, lc.in_flight, lc.stopped]
+                || seen != lc.thinking + lc.in_flight + lc.stopped
+                || scheduled != lc.thinking
+                || source_in_flight[i] != lc.in_flight
+                || unreported != 0
+            {
+                return Err(format!(
+                    "{}: {seen} closed-loop clients, {} thinking ({scheduled} next requests scheduled), {} with a request in flight ({} requests in flight), {} stopped, {unreported} ends unreported",
+                    self.names[i], lc.thinking, lc.in_flight, source_in_flight[i], lc.stopped
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[inline]
 fn untag(tag: u64) -> (u32, ConnId) {
     ((tag >> 32) as u32, tag as u32 as ConnId)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::policy::PolicySpec;
+    use crate::config::Override;
+    use crate::core::metrics::NullSink;
+    use crate::dist::DurationDist;
+    use crate::sim::db::{DatabaseModel, Wire};
+    use crate::sim::topology::{Bouncer, Routing, Server, Service};
+    use crate::trace::synthetic::{Synthetic, SyntheticSpec};
+
+    /// How a test source breaks the closed-loop contract.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Bad {
+        None,
+        /// The next request arrives before the previous one ended.
+        Early,
+        /// The next request is another client's.
+        OtherClient,
+    }
+
+    /// `n` clients with a constant think time and constant work; each
+    /// sends while its next arrival is at most `until`. Panics on an end
+    /// for a client with nothing in flight.
+    struct Loop {
+        think: SimDuration,
+        work: SimDuration,
+        until: SimTime,
+        firsts: Vec<Request>,
+        busy: Vec<bool>,
+        sent: u64,
+        stopped: u32,
+        bad: Bad,
+    }
+
+    impl Loop {
+        fn new(n: u32, think_ms: u64, work_ms: u64, until_s: u64) -> Self {
+            let think = SimDuration::from_millis(think_ms);
+            // Staggered first requests, latest first.
+            let firsts = (0..n)
+                .rev()
+                .map(|c| Request {
+                    arrival: SimTime::ZERO + think + SimDuration::from_nanos(c as u64 * 1_000),
+                    service: SimDuration::from_millis(work_ms),
+                    priority: Priority::Normal,
+                    kind: Kind::Read,
+                    client: c,
+                })
+                .collect();
+            Loop {
+                think,
+                work: SimDuration::from_millis(work_ms),
+                until: SimTime::ZERO + SimDuration::from_secs(until_s),
+                firsts,
+                busy: vec![false; n as usize],
+                sent: 0,
+                stopped: 0,
+                bad: Bad::None,
+            }
+        }
+
+        fn in_flight(&self) -> u64 {
+            self.busy.iter().filter(|b| **b).count() as u64
+        }
+    }
+
+    impl RequestSource for Loop {
+        fn next_request(&mut self) -> Option<Request> {
+            let r = self.firsts.pop()?;
+            self.busy[r.client as usize] = true;
+            self.sent += 1;
+            Some(r)
+        }
+
+        fn close_loop(&mut self) -> bool {
+            true
+        }
+
+        fn finished(&mut self, client: u32, at: SimTime) -> Option<Request> {
+            assert!(
+                std::mem::take(&mut self.busy[client as usize]),
+                "client {client} ended at {at} with nothing in flight"
+            );
+            let mut next = at + self.think;
+            if next > self.until {
+                self.stopped += 1;
+                return None;
+            }
+            let mut c = client;
+            match self.bad {
+                Bad::None => {}
+                Bad::Early => next = SimTime(at.0 - 1),
+                Bad::OtherClient => c = client + 1,
+            }
+            self.busy[client as usize] = true;
+            self.sent += 1;
+            Some(Request {
+                arrival: next,
+                service: self.work,
+                priority: Priority::Normal,
+                kind: Kind::Read,
+                client: c,
+            })
+        }
+    }
+
+    fn policy(name: &str, set: &[&str]) -> PolicySpec {
+        let o: Vec<Override> = set.iter().map(|s| Override::parse(s).unwrap()).collect();
+        crate::scenario::load_policy(name, &o).unwrap().spec
+    }
+
+    fn topology(services: Vec<(&str, ServiceWorkload, u16)>, p: PolicySpec) -> Topology {
+        Topology {
+            services: services
+                .into_iter()
+                .map(|(name, workload, instances)| Service {
+                    name: name.into(),
+                    instances,
+                    policy: p.clone(),
+                    workload,
+                    balance: Balance::RoundRobin,
+                    start_at: SimDuration::ZERO,
+                    start_stagger: SimDuration::ZERO,
+                })
+                .collect(),
+            bouncer: None,
+            servers: vec![Server {
+                name: "primary".into(),
+                model: DatabaseModel {
+                    connect_latency: DurationDist::Constant {
+                        value_ns: 1_000_000,
+                    },
+                    max_connections: 100,
+                    usl_sigma: 0.0,
+                    usl_kappa: 0.0,
+                },
+                wire: Wire::default(),
+                max_connects_per_s: None,
+                lag: SimDuration::ZERO,
+            }],
+            routing: Routing {
+                reads_to_replicas: false,
+                replica_selection: ReplicaSelection::RoundRobin,
+                read_your_writes: false,
+                ban_time: SimDuration::from_secs(60),
+                read_retries: 1,
+            },
+            events: Vec::new(),
+            faults: Vec::new(),
+        }
+    }
+
+    fn arrived(out: &FleetOutcome, s: usize) -> u64 {
+        out.services[s]
+            .requests
+            .classes
+            .iter()
+            .map(|c| c.arrived)
+            .sum()
+    }
+
+    fn ended(out: &FleetOutcome, s: usize) -> u64 {
+        let r = &out.services[s].requests;
+        r.classes
+            .iter()
+            .map(|c| c.completed + c.timed_out + c.failed + c.rejected)
+            .sum::<u64>()
+            + r.unrouted
+    }
+
+    /// Two services with their own closed loops whose client numbers
+    /// overlap, and a third on an open shared workload: each end goes back
+    /// to the loop that sent the request (a wrong one would panic in the
+    /// test source or stop a client early), and the open workload is
+    /// untouched.
+    #[test]
+    fn ends_go_back_to_the_closed_loop_that_sent_them() {
+        let topo = topology(
+            vec![
+                ("web", ServiceWorkload::Share(1.0), 1),
+                ("a", ServiceWorkload::Own(0), 2),
+                ("b", ServiceWorkload::Own(1), 1),
+            ],
+            policy("fixed-10", &["size.min=4", "size.max=4"]),
+        );
+        let seeds = SeedTree::new(3);
+        let load = SyntheticSpec {
+            rate_per_s: 200.0,
+            service: DurationDist::Exponential { mean_ns: 2e6 },
+            priority_mix: [0.0, 1.0, 0.0],
+            write_fraction: 0.0,
+            duration: Some(SimDuration::from_secs(20)),
+            max_requests: None,
+        };
+        let mut web = Synthetic::new(&load, &seeds);
+        let (mut a, mut b) = (Loop::new(8, 10, 2, 20), Loop::new(8, 50, 5, 20));
+        let opts = RunOptions {
+            check_invariants: true,
+            ..RunOptions::default()
+        };
+        let out = simulate_fleet(
+            &topo,
+            Some(&mut web),
+            vec![&mut a, &mut b],
+            &seeds,
+            &opts,
+            &mut NullSink,
+        )
+        .unwrap();
+        assert_eq!(arrived(&out, 1), a.sent);
+        assert_eq!(arrived(&out, 2), b.sent);
+        assert_eq!(
+            (a.stopped, b.stopped),
+            (8, 8),
+            "every client ran to the end"
+        );
+        assert_eq!(a.in_flight() + b.in_flight(), 0);
+        // A client sends once per think + response (response >= work): at
+        // most until / (think + work) + 1 requests; `a` never waits (8
+        // clients on 2 x 4 connections), `b` a little (8 on 4).
+        assert!(
+            (8 * 1600..=8 * (20_000 / 12 + 1)).contains(&a.sent),
+            "{}",
+            a.sent
+        );
+        assert!(
+            (8 * 330..=8 * (20_000 / 55 + 1)).contains(&b.sent),
+            "{}",
+            b.sent
+        );
+        for s in 0..3 {
+            assert_eq!(arrived(&out, s), ended(&out, s));
+        }
+        assert!(arrived(&out, 0) > 3000, "the open workload ran");
+    }
+
+    /// Requests that no instance takes (a cold start), that PgBouncer's
+    /// max_client_conn leaves without a connection until they time out,
+    /// and those served: all are ends, and every client keeps going.
+    #[test]
+    fn unrouted_and_refused_requests_end_and_their_clients_go_on() {
+        let mut topo = topology(
+            vec![("api", ServiceWorkload::Share(1.0), 2)],
+            policy(
+                "fixed-10",
+                &["size.min=3", "size.max=3", "acquire_timeout.normal=30ms"],
+            ),
+        );
+        topo.services[0].start_at = SimDuration::from_secs(1);
+        topo.bouncer = Some(Bouncer {
+            mode: PoolMode::Transaction,
+            policy: policy("pgbouncer-txn", &["size.max=2"]),
+            max_client_conn: 2,
+            client_connect_latency: SimDuration::ZERO,
+            hop_overhead: SimDuration::ZERO,
+        });
+        let mut clients = Loop::new(12, 20, 4, 10);
+        let opts = RunOptions {
+            check_invariants: true,
+            ..RunOptions::default()
+        };
+        let seeds = SeedTree::new(1);
+        let out = simulate_fleet(
+            &topo,
+            Some(&mut clients),
+            Vec::new(),
+            &seeds,
+            &opts,
+            &mut NullSink,
+        )
+        .unwrap();
+        let r = &out.services[0].requests;
+        let timed_out: u64 = r.classes.iter().map(|c| c.timed_out).sum();
+        assert!(r.unrouted > 0, "before the first instance");
+        assert!(out.bouncer.as_ref().unwrap().clients_refused > 0);
+        assert!(timed_out > 0);
+        assert_eq!(arrived(&out, 0), clients.sent);
+        assert_eq!(arrived(&out, 0), ended(&out, 0));
+        assert_eq!(clients.stopped, 12);
+        assert_eq!(clients.in_flight(), 0);
+    }
+
+    /// Without drain and without a horizon, a closed loop runs until its
+    /// clients stop (an empty schedule between two ends is not the end of
+    /// the workload); with a horizon and no drain it stops there with
+    /// requests in flight, each one's client accounted for.
+    #[test]
+    fn a_closed_loop_stops_when_its_clients_do_or_at_the_horizon() {
+        let topo = topology(
+            vec![("api", ServiceWorkload::Share(1.0), 1)],
+            policy("fixed-10", &["size.min=2", "size.max=2"]),
+        );
+        // 4 clients, work 50 ms on 2 connections, no think: there is never
+        // a scheduled arrival while their requests run.
+        let go = |horizon: Option<u64>| {
+            let mut clients = Loop::new(4, 0, 50, 5);
+            let opts = RunOptions {
+                drain: false,
+                horizon: horizon.map(SimDuration::from_secs),
+                ..RunOptions::default()
+            };
+            let seeds = SeedTree::new(2);
+            let out = simulate_fleet(
+                &topo,
+                Some(&mut clients),
+                Vec::new(),
+                &seeds,
+                &opts,
+                &mut NullSink,
+            )
+            .unwrap();
+            (out, clients)
+        };
+        let (out, clients) = go(None);
+        assert_eq!(clients.stopped, 4);
+        // 2 connections busy from 1 ms on: 2 per 50 ms for 5 s.
+        assert!((196..=202).contains(&clients.sent), "{}", clients.sent);
+        assert_eq!(arrived(&out, 0), ended(&out, 0));
+        let (out, clients) = go(Some(2));
+        assert!(clients.in_flight() > 0);
+        assert_eq!(
+            arrived(&out, 0),
+            ended(&out, 0) + clients.in_flight(),
+            "in flight at the horizon"
+        );
+    }
+
+    /// A closed loop whose next request arrives before the previous one
+    /// ended, or belongs to another client, is reported, not followed.
+    #[test]
+    fn a_closed_loop_that_breaks_the_contract_is_an_invariant_error() {
+        let topo = topology(
+            vec![("api", ServiceWorkload::Share(1.0), 1)],
+            policy("fixed-10", &["size.min=2", "size.max=2"]),
+        );
+        for (bad, says) in [
+            (Bad::Early, "its next one"),
+            (Bad::OtherClient, "client 1's"),
+        ] {
+            let mut clients = Loop::new(2, 10, 5, 5);
+            clients.bad = bad;
+            let seeds = SeedTree::new(2);
+            let err = simulate_fleet(
+                &topo,
+                Some(&mut clients),
+                Vec::new(),
+                &seeds,
+                &RunOptions::default(),
+                &mut NullSink,
+            )
+            .err()
+            .expect("an error");
+            let SimError::Invariant { what, .. } = err else {
+                panic!("{err}");
+            };
+            assert!(
+                what.contains(says) && what.contains("shared workload"),
+                "{what}"
+            );
+        }
+    }
 }

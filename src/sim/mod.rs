@@ -18,14 +18,15 @@ use rand_distr::{Distribution, Exp};
 
 use crate::core::metrics::{Sample, SampleSink};
 use crate::core::policy::Policy;
-use crate::core::pool::{Effect, Pool, PoolConfig};
+use crate::core::pool::{ConnId, Effect, Pool, PoolConfig};
+use crate::core::request::Request;
 use crate::error::SimError;
 use crate::rng::{SeedTree, Stream};
 use crate::time::{SimDuration, SimTime};
 use crate::trace::RequestSource;
 
 pub use db::{Database, DatabaseModel, DbStats, Wire};
-use event::{Event, EventQueue, Phase};
+use event::{Arrivals, Event, EventQueue, Phase};
 pub use fault::{DropAmount, FaultKind, FaultRecord, FaultSpec, FaultTiming};
 
 /// How a run is bounded and observed.
@@ -97,10 +98,73 @@ impl World {
     }
 }
 
+/// What the plain loop's pools carry for each request: its work, and, from a
+/// closed-loop source, the client to tell when it ends. Open-loop runs carry
+/// the bare work (8 bytes), so the fast path pays nothing for closed loops.
+pub trait Payload: Copy + std::fmt::Debug {
+    /// Requests come from a closed-loop source: report their ends.
+    const CLOSED: bool;
+    fn new(request: &Request) -> Self;
+    fn work(self) -> SimDuration;
+    /// The payload of a request with `work` from `client`.
+    fn from_parts(work: SimDuration, client: u32) -> Self;
+    fn client(self) -> u32;
+}
+
+impl Payload for SimDuration {
+    const CLOSED: bool = false;
+    #[inline]
+    fn new(request: &Request) -> Self {
+        request.service
+    }
+    #[inline]
+    fn work(self) -> SimDuration {
+        self
+    }
+    #[inline]
+    fn from_parts(work: SimDuration, _client: u32) -> Self {
+        work
+    }
+    #[inline]
+    fn client(self) -> u32 {
+        0
+    }
+}
+
+/// A closed-loop request's payload: its work and its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientWork {
+    pub work: SimDuration,
+    pub client: u32,
+}
+
+impl Payload for ClientWork {
+    const CLOSED: bool = true;
+    #[inline]
+    fn new(request: &Request) -> Self {
+        ClientWork {
+            work: request.service,
+            client: request.client,
+        }
+    }
+    #[inline]
+    fn work(self) -> SimDuration {
+        self.work
+    }
+    #[inline]
+    fn from_parts(work: SimDuration, client: u32) -> Self {
+        ClientWork { work, client }
+    }
+    #[inline]
+    fn client(self) -> u32 {
+        self.client
+    }
+}
+
 /// What a finished single-pool run hands to the summary.
-pub struct RunOutcome {
+pub struct RunOutcome<P = SimDuration> {
     /// The pool at the end, with all its metrics.
-    pub pool: Pool<SimDuration>,
+    pub pool: Pool<P>,
     /// Simulated end time.
     pub end: SimTime,
     pub events: u64,
@@ -111,9 +175,9 @@ pub struct RunOutcome {
 }
 
 /// What a finished run of the whole world hands to the summary.
-pub struct WorldOutcome {
+pub struct WorldOutcome<P = SimDuration> {
     /// One pool per application instance, at the end, with its metrics.
-    pub pools: Vec<Pool<SimDuration>>,
+    pub pools: Vec<Pool<P>>,
     pub end: SimTime,
     pub events: u64,
     pub seed: u64,
@@ -123,8 +187,9 @@ pub struct WorldOutcome {
 }
 
 /// Runs one pool against a plain database (no round trip, no faults): the
-/// queueing models, the validation suite and the benchmark.
-pub fn simulate<S: RequestSource>(
+/// queueing models, the validation suite and the benchmark. `P` is
+/// [`SimDuration`] for open-loop sources, [`ClientWork`] for closed loops.
+pub fn simulate<S: RequestSource, P: Payload>(
     pool_config: &PoolConfig,
     policy: Box<dyn Policy>,
     db_model: &DatabaseModel,
@@ -132,7 +197,7 @@ pub fn simulate<S: RequestSource>(
     seeds: &SeedTree,
     opts: &RunOptions,
     sink: &mut dyn SampleSink,
-) -> Result<RunOutcome, SimError> {
+) -> Result<RunOutcome<P>, SimError> {
     let world = World::plain(db_model.clone());
     let mut out = simulate_world(pool_config, vec![policy], &world, source, seeds, opts, sink)?;
     Ok(RunOutcome {
@@ -150,7 +215,11 @@ pub fn simulate<S: RequestSource>(
 /// `pool/<i>`), arrivals spread over them by `world.balance`, one shared
 /// database. The time series gets one row per interval for all instances
 /// together (sums; utilization weighted by size).
-pub fn simulate_world<S: RequestSource>(
+///
+/// With `P = ClientWork` the loop calls the source's `close_loop` and
+/// reports every request's end to it (see [`RequestSource::finished`]):
+/// served, timed out, refused, or failed for good.
+pub fn simulate_world<S: RequestSource, P: Payload>(
     pool_config: &PoolConfig,
     policies: Vec<Box<dyn Policy>>,
     world: &World,
@@ -158,7 +227,7 @@ pub fn simulate_world<S: RequestSource>(
     seeds: &SeedTree,
     opts: &RunOptions,
     sink: &mut dyn SampleSink,
-) -> Result<WorldOutcome, SimError> {
+) -> Result<WorldOutcome<P>, SimError> {
     let n = policies.len();
     assert!(
         (1..=u16::MAX as usize).contains(&n),
@@ -187,7 +256,10 @@ pub fn simulate_world<S: RequestSource>(
         recovering: Vec::new(),
         recovery_wait: opts.recovery_wait,
         marks: SampleMarks::default(),
+        clients: Vec::new(),
+        ended: Vec::new(),
     };
+    let closed = P::CLOSED && source.close_loop();
     let seed = seeds.master();
     let bounds = Bounds::new(opts, seed);
     for i in 0..n {
@@ -212,17 +284,34 @@ pub fn simulate_world<S: RequestSource>(
     let mut next_inst = 0usize;
     let mut last_sample = SimTime::ZERO;
     let mut next = source.next_request();
+    // Closed loop: the clients' next requests, by (arrival, order returned).
+    let mut follow: Arrivals<Request> = Arrivals::default();
     let mut last_arrival = SimTime::ZERO;
     let horizon = opts.horizon.map(|h| SimTime(h.0));
     let mut events: u64 = 0;
+    // A closed loop without a horizon makes new arrivals while anything
+    // is in flight: it may only stop once nothing is.
+    let may_cut = !opts.drain && (horizon.is_some() || !closed);
 
     loop {
-        let take_arrival = match (&next, sim.queue.peek()) {
-            (Some(r), Some(e)) => (r.arrival, Phase::Arrival) < (e.time, e.phase()),
+        // The trace cursor first at equal times, then follow-ups.
+        let from_cursor = closed
+            && match (&next, follow.peek()) {
+                (Some(r), Some(t)) => r.arrival <= t,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+        let arrival = if closed && !from_cursor {
+            follow.peek()
+        } else {
+            next.as_ref().map(|r| r.arrival)
+        };
+        let take_arrival = match (arrival, sim.queue.peek()) {
+            (Some(a), Some(e)) => (a, Phase::Arrival) < (e.time, e.phase()),
             (Some(_), None) => true,
             (None, Some(e)) => {
                 let end = horizon.unwrap_or(last_arrival).max(last_arrival);
-                let done = e.time > end && (!opts.drain || sim.in_flight() == 0);
+                let done = e.time > end && (may_cut || sim.in_flight() == 0);
                 if done {
                     break;
                 }
@@ -232,7 +321,11 @@ pub fn simulate_world<S: RequestSource>(
         };
         bounds.event(&mut events, sim.now, sink)?;
         if take_arrival {
-            let r = next.take().expect("checked above");
+            let r = if closed && !from_cursor {
+                follow.pop().expect("checked above")
+            } else {
+                next.take().expect("checked above")
+            };
             bounds.time(r.arrival, events)?;
             sim.now = r.arrival;
             last_arrival = r.arrival;
@@ -248,9 +341,11 @@ pub fn simulate_world<S: RequestSource>(
                     Balance::Random => balance_rng.random_range(0..n),
                 }
             };
-            sim.pools[inst].acquire(r.arrival, r.priority, r.service, &mut sim.fx);
+            sim.pools[inst].acquire(r.arrival, r.priority, P::new(&r), &mut sim.fx);
             sim.apply_effects(inst as u16);
-            next = source.next_request();
+            if next.is_none() {
+                next = source.next_request();
+            }
         } else {
             let e = sim.queue.pop().expect("peeked above");
             bounds.time(e.time, events)?;
@@ -259,6 +354,7 @@ pub fn simulate_world<S: RequestSource>(
             match e.event {
                 Event::QueryDone { inst, conn } => {
                     if sim.db.done(now, inst, conn) {
+                        sim.ended_on(inst, conn);
                         sim.pools[inst as usize].release(now, conn, &mut sim.fx);
                         sim.apply_effects(inst);
                     }
@@ -268,12 +364,13 @@ pub fn simulate_world<S: RequestSource>(
                         if let Some(c) = next_wake {
                             sim.schedule(c);
                         }
+                        sim.ended_on(inst, conn);
                         sim.pools[inst as usize].release(now, conn, &mut sim.fx);
                         sim.apply_effects(inst);
                     }
                 }
                 Event::QueryFailed { inst, conn } => {
-                    let payload = sim.db.payload(inst, conn);
+                    let payload = sim.payload_on(inst, conn);
                     sim.pools[inst as usize].fail(now, conn, false, payload, &mut sim.fx);
                     sim.apply_effects(inst);
                 }
@@ -316,6 +413,13 @@ pub fn simulate_world<S: RequestSource>(
                     if let Some(si) = sample_interval {
                         sim.queue.push(now + si, Event::Sample);
                     }
+                }
+            }
+        }
+        if closed {
+            for client in sim.ended.drain(..) {
+                if let Some(r) = source.finished(client, sim.now) {
+                    follow.push(r.arrival, r);
                 }
             }
         }
@@ -430,11 +534,11 @@ struct SampleMarks {
     refused: u64,
 }
 
-struct Sim {
-    pools: Vec<Pool<SimDuration>>,
+struct Sim<P> {
+    pools: Vec<Pool<P>>,
     db: Database,
     queue: EventQueue,
-    fx: Vec<Effect<SimDuration>>,
+    fx: Vec<Effect<P>>,
     now: SimTime,
     /// Each `[[faults]]` entry with its stream (occurrence times, choices).
     faults: Vec<(FaultSpec, Stream)>,
@@ -446,9 +550,33 @@ struct Sim {
     recovering: Vec<Recovery>,
     recovery_wait: SimDuration,
     marks: SampleMarks,
+    /// Closed loop: the client whose request runs on each connection slot
+    /// (by instance, then slot).
+    clients: Vec<Vec<u32>>,
+    /// Closed loop: clients whose requests ended at `now`, to report.
+    ended: Vec<u32>,
 }
 
-impl Sim {
+impl<P: Payload> Sim<P> {
+    /// Closed loop: the request running on `conn` ends now.
+    #[inline]
+    fn ended_on(&mut self, inst: u16, conn: ConnId) {
+        if P::CLOSED {
+            self.ended.push(self.clients[inst as usize][conn as usize]);
+        }
+    }
+
+    /// The payload of the request running on `conn`.
+    #[inline]
+    fn payload_on(&self, inst: u16, conn: ConnId) -> P {
+        let work = self.db.payload(inst, conn);
+        if P::CLOSED {
+            P::from_parts(work, self.clients[inst as usize][conn as usize])
+        } else {
+            P::from_parts(work, 0)
+        }
+    }
+
     /// Carries out the effects instance `inst`'s pool asked for.
     #[inline]
     fn apply_effects(&mut self, inst: u16) {
@@ -469,7 +597,18 @@ impl Sim {
                     {
                         self.served(inst);
                     }
-                    let c = self.db.start(now, inst, conn, payload);
+                    if P::CLOSED {
+                        let slots = &mut self.clients;
+                        if slots.len() <= inst as usize {
+                            slots.resize(inst as usize + 1, Vec::new());
+                        }
+                        let s = &mut slots[inst as usize];
+                        if s.len() <= conn as usize {
+                            s.resize(conn as usize + 1, 0);
+                        }
+                        s[conn as usize] = payload.client();
+                    }
+                    let c = self.db.start(now, inst, conn, payload.work());
                     self.schedule(c);
                 }
                 Effect::Open(conn) => {
@@ -500,7 +639,13 @@ impl Sim {
                         },
                     );
                 }
-                Effect::TimedOut { .. } | Effect::Rejected { .. } | Effect::Failed { .. } => {}
+                Effect::TimedOut { payload, .. }
+                | Effect::Rejected { payload, .. }
+                | Effect::Failed { payload, .. } => {
+                    if P::CLOSED {
+                        self.ended.push(payload.client());
+                    }
+                }
             }
             i += 1;
         }
@@ -630,7 +775,15 @@ impl Sim {
         r.connections_broken += self.db.stats.broken - before;
         r.queries_failed += killed.len() as u64;
         for k in killed {
-            self.pools[k.instance as usize].fail(now, k.conn, false, k.payload, &mut self.fx);
+            let payload = if P::CLOSED {
+                P::from_parts(
+                    k.payload,
+                    self.clients[k.instance as usize][k.conn as usize],
+                )
+            } else {
+                P::from_parts(k.payload, 0)
+            };
+            self.pools[k.instance as usize].fail(now, k.conn, false, payload, &mut self.fx);
             self.apply_effects(k.instance);
         }
     }

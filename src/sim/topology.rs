@@ -162,13 +162,20 @@ pub struct ServerFault {
 }
 
 /// What a request carries through the app pools: its work, when it first
-/// arrived, what it is, and how many times it has been sent.
+/// arrived, what it is, how many times it has been sent, and who sent it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Job {
     pub work: SimDuration,
     pub arrival: SimTime,
     pub kind: Kind,
     pub attempt: u8,
+    /// The request source it came from: 0 = the shared workload when there
+    /// is one, then the services' own workloads in order (the engine's
+    /// source list). `u16::MAX` for what is no request (a PgBouncer session).
+    /// Its end goes back to this source when it is a closed loop.
+    pub source: u16,
+    /// Its closed-loop client ([`crate::core::request::Request::client`]).
+    pub client: u32,
     /// Driver bookkeeping: in a PgBouncer pool, the application pool and
     /// connection this transaction (or session) belongs to.
     pub tag: u64,

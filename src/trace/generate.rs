@@ -266,6 +266,11 @@ pub struct Generator {
     clients: BinaryHeap<Reverse<(u64, u32)>>,
     /// Closed loop: the service drawn with the last arrival.
     last_service: u64,
+    /// Closed loop: the client of the last arrival.
+    last_client: u32,
+    /// Closed loop driven by the simulator (see [`RequestSource::close_loop`]):
+    /// the heap holds only the clients' first requests.
+    closed: bool,
 }
 
 impl Generator {
@@ -296,6 +301,8 @@ impl Generator {
             state_end_ns: 0.0,
             clients: BinaryHeap::new(),
             last_service: 0,
+            last_client: 0,
+            closed: false,
         };
         match &spec.arrivals {
             ArrivalProcess::Mmpp { mean_on_ns, .. } => {
@@ -379,6 +386,12 @@ impl Generator {
             },
             ArrivalProcess::ClosedLoop { .. } => {
                 let Reverse((t, c)) = self.clients.pop()?;
+                self.last_client = c;
+                if self.closed {
+                    // The client's next request comes from `finished`.
+                    self.last_service = self.service.sample(&mut self.service_rng).0;
+                    return Some(t);
+                }
                 let s = self.service.sample(&mut self.service_rng).0;
                 self.last_service = s;
                 let think = self
@@ -393,25 +406,19 @@ impl Generator {
     }
 }
 
-impl RequestSource for Generator {
-    fn next_request(&mut self) -> Option<Request> {
-        if self.remaining == 0 {
-            return None;
-        }
-        let Some(t) = self.next_arrival() else {
-            self.remaining = 0;
-            return None;
-        };
-        let arrival = SimTime(t);
-        if arrival > self.horizon {
-            self.remaining = 0;
-            return None;
-        }
-        self.remaining -= 1;
-        let service = match &self.arrivals {
+impl Generator {
+    /// Whether this is a closed loop (see [`RequestSource::close_loop`]).
+    pub fn is_closed_loop(&self) -> bool {
+        matches!(self.arrivals, ArrivalProcess::ClosedLoop { .. })
+    }
+
+    /// The request arriving at `arrival`: its service (drawn with the
+    /// arrival for closed loops) and class.
+    fn request_at(&mut self, arrival: SimTime) -> Request {
+        let (service, client) = match &self.arrivals {
             // Drawn with the arrival (it decides the client's next one).
-            ArrivalProcess::ClosedLoop { .. } => SimDuration(self.last_service),
-            _ => self.service.sample(&mut self.service_rng),
+            ArrivalProcess::ClosedLoop { .. } => (SimDuration(self.last_service), self.last_client),
+            _ => (self.service.sample(&mut self.service_rng), 0),
         };
         let (priority, kind) = crate::trace::synthetic::draw_class(
             self.cum_mix,
@@ -419,12 +426,61 @@ impl RequestSource for Generator {
             &mut self.priority_rng,
             &mut self.kind_rng,
         );
-        Some(Request {
+        Request {
             arrival,
             service,
             priority,
             kind,
-            client: 0,
-        })
+            client,
+        }
+    }
+}
+
+impl RequestSource for Generator {
+    fn close_loop(&mut self) -> bool {
+        self.closed = self.is_closed_loop();
+        self.closed
+    }
+
+    /// The client thinks, then sends its next request; it stops once the
+    /// duration or the request count is reached.
+    fn finished(&mut self, client: u32, at: SimTime) -> Option<Request> {
+        if !self.closed || self.remaining == 0 {
+            return None;
+        }
+        let think = self
+            .think
+            .as_ref()
+            .map_or(0, |th| th.sample(&mut self.think_rng).0);
+        let arrival = at.saturating_add(SimDuration(think));
+        if arrival > self.horizon {
+            return None;
+        }
+        self.remaining -= 1;
+        self.last_service = self.service.sample(&mut self.service_rng).0;
+        self.last_client = client;
+        Some(self.request_at(arrival))
+    }
+
+    fn next_request(&mut self) -> Option<Request> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let Some(t) = self.next_arrival() else {
+            // A closed loop's later requests come from `finished`.
+            if !self.closed {
+                self.remaining = 0;
+            }
+            return None;
+        };
+        let arrival = SimTime(t);
+        if arrival > self.horizon {
+            if !self.closed {
+                self.remaining = 0;
+            }
+            return None;
+        }
+        self.remaining -= 1;
+        Some(self.request_at(arrival))
     }
 }

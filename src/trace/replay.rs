@@ -10,11 +10,14 @@ use std::sync::{Arc, Mutex, Weak};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::canonical::{CanonicalReader, Encoding};
+use super::canonical::{CanonicalReader, CanonicalWriter, Encoding, OptionalColumns};
 use super::error::TraceError;
 use super::import::{self, Format, ImportOptions};
 use super::record::TraceRecord;
+use super::transform::{Merged, Shifted, TransformSpec, Transformed};
 use super::RecordStream;
+use crate::core::request::Priority;
+use crate::rng::SeedTree;
 
 /// What reading a canonical trace once found.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -262,6 +265,261 @@ pub fn prepare(path: &Path, options: &PrepareOptions) -> Result<PreparedTrace, T
     Ok(trace)
 }
 
+/// One input of a merged trace ([`prepare_merged`]): a file, how to read
+/// it, and what happens to it before the merge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergeInput {
+    pub path: PathBuf,
+    pub options: PrepareOptions,
+    /// Where this input's time 0 lands on the merged time axis.
+    pub start_at_ns: u64,
+    /// Load scaling of this input alone: thin (< 1) or duplicate (> 1) as
+    /// [`TransformSpec::load`], from a fixed seed stream per input, so every
+    /// run and policy replays the same merged trace.
+    pub load: f64,
+    /// Every request of this input gets this priority (after any rules).
+    pub priority: Option<Priority>,
+}
+
+/// What one input of a merged trace held, for the summary and the hash.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MergeInputInfo {
+    pub path: String,
+    pub format: String,
+    /// 16 hex digits of SHA-256 over the file's bytes (as stored, compressed
+    /// or not): any change to the file changes it.
+    pub file_sha256: String,
+    /// The input's own requests and their hash, before load scaling.
+    pub requests: u64,
+    pub requests_hash: String,
+    pub skipped_lines: u64,
+    /// The input has arrival times only.
+    pub no_service: bool,
+    pub start_at_ns: u64,
+    pub load: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<&'static str>,
+}
+
+/// A merged trace: the replayable file and each input's part.
+#[derive(Clone, Debug)]
+pub struct MergedTrace {
+    pub trace: PreparedTrace,
+    pub inputs: Vec<MergeInputInfo>,
+}
+
+/// An error preparing a merged trace, with the input it is about (`None`:
+/// the merged file as a whole).
+#[derive(Debug)]
+pub struct MergeError {
+    pub input: Option<usize>,
+    pub error: TraceError,
+}
+
+struct MergeCacheEntry {
+    key: Vec<(CacheKey, u64, u64, Option<Priority>)>,
+    temp: Weak<TempFile>,
+    merged: MergedTrace,
+}
+
+static MERGE_CACHE: Mutex<Vec<MergeCacheEntry>> = Mutex::new(Vec::new());
+
+/// The master seed of the inputs' load-scaling streams (fixed: see
+/// [`MergeInput::load`]).
+const MERGE_SEED: u64 = 0x6d65_7267_6500;
+
+/// SHA-256 over a file's bytes, 16 hex digits.
+fn file_sha256(path: &Path) -> Result<String, TraceError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| TraceError::read(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| TraceError::read(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn priority_name(p: Priority) -> &'static str {
+    match p {
+        Priority::High => "high",
+        Priority::Normal => "normal",
+        Priority::Low => "low",
+    }
+}
+
+/// Prepares several traces for replay as one: each input is prepared as
+/// [`prepare`] does (imported when it is a log), put on its own time axis
+/// from its own start, shifted by its `start_at`, load-scaled and
+/// re-prioritised, and the inputs are merged by arrival into one temporary
+/// canonical file (ties at equal arrival go to the earlier input). Streams:
+/// memory stays flat in the inputs' length. Cached per process like
+/// [`prepare`].
+pub fn prepare_merged(inputs: &[MergeInput]) -> Result<MergedTrace, MergeError> {
+    let at = |i: usize| {
+        move |error: TraceError| MergeError {
+            input: Some(i),
+            error,
+        }
+    };
+    if inputs.is_empty() {
+        return Err(MergeError {
+            input: None,
+            error: TraceError::Invalid("a merge needs at least one input".into()),
+        });
+    }
+    let mut key = Vec::with_capacity(inputs.len());
+    for (i, m) in inputs.iter().enumerate() {
+        let meta = std::fs::metadata(&m.path).map_err(|e| at(i)(TraceError::read(&m.path, e)))?;
+        key.push((
+            CacheKey {
+                path: std::fs::canonicalize(&m.path).unwrap_or_else(|_| m.path.clone()),
+                len: meta.len(),
+                modified: meta.modified().ok(),
+                options: m.options.clone(),
+            },
+            m.start_at_ns,
+            m.load.to_bits(),
+            m.priority,
+        ));
+    }
+    {
+        let mut cache = MERGE_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|e| e.temp.strong_count() > 0);
+        if let Some(e) = cache.iter().find(|e| e.key == key) {
+            if let Some(t) = e.temp.upgrade() {
+                let mut m = e.merged.clone();
+                m.trace.temp = Some(t);
+                return Ok(m);
+            }
+        }
+    }
+    let mut traces = Vec::with_capacity(inputs.len());
+    let mut infos = Vec::with_capacity(inputs.len());
+    for (i, m) in inputs.iter().enumerate() {
+        let t = prepare(&m.path, &m.options).map_err(at(i))?;
+        if !(m.load.is_finite() && m.load > 0.0 && m.load <= 1000.0) {
+            return Err(at(i)(TraceError::Invalid(format!(
+                "load must be in (0, 1000], got {}",
+                m.load
+            ))));
+        }
+        infos.push(MergeInputInfo {
+            path: m.path.display().to_string(),
+            format: t.info.format.clone(),
+            file_sha256: file_sha256(&m.path).map_err(at(i))?,
+            requests: t.info.requests,
+            requests_hash: t.info.requests_hash.clone(),
+            skipped_lines: t.info.skipped_lines,
+            no_service: t.info.no_service,
+            start_at_ns: m.start_at_ns,
+            load: m.load,
+            priority: m.priority.map(priority_name),
+        });
+        traces.push(t);
+    }
+    let seeds = SeedTree::new(MERGE_SEED);
+    let mut streams: Vec<Box<dyn RecordStream + Send>> = Vec::with_capacity(inputs.len());
+    for (i, (m, t)) in inputs.iter().zip(&traces).enumerate() {
+        let spec = TransformSpec {
+            load: m.load,
+            priority_mix: m.priority.map(|p| {
+                let mut mix = [0.0; 3];
+                mix[p.index()] = 1.0;
+                mix
+            }),
+            ..TransformSpec::default()
+        };
+        let reader = t.open_full().map_err(at(i))?;
+        let staged = Transformed::new(reader, spec, &seeds.child("trace-input", i as u64));
+        streams.push(Box::new(Shifted::new(staged, m.start_at_ns)));
+    }
+    let mut merged = Merged::new(streams);
+    let mut meta = merged.meta().clone();
+    meta.no_service = traces.iter().all(|t| t.info.no_service);
+    meta.start_unix_ns = None;
+    meta.requests = None;
+    let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = std::env::temp_dir().join(format!("pooltune-{}-{n}.merged.csv", std::process::id()));
+    let guard = Arc::new(TempFile(tmp.clone()));
+    let cols = OptionalColumns {
+        priority: true,
+        kind: true,
+        conn: true,
+        query_id: true,
+        class: true,
+        sql: true,
+        source_file: true,
+        source_line: true,
+    };
+    let whole = |error: TraceError| MergeError { input: None, error };
+    let mut w = CanonicalWriter::create(&tmp, Encoding::Csv, &meta, cols).map_err(whole)?;
+    let mut rec = TraceRecord::default();
+    // An input's error names its own file and line (the readers say the
+    // name the user gave).
+    let mut input_of_error = |e: TraceError| {
+        let input = match &e {
+            TraceError::Bad { file, .. } | TraceError::File { file, .. } => {
+                infos.iter().position(|i| &i.path == file)
+            }
+            TraceError::Read { path, .. } => inputs.iter().position(|m| &m.path == path),
+            _ => None,
+        };
+        MergeError { input, error: e }
+    };
+    while merged.next_record(&mut rec).map_err(&mut input_of_error)? {
+        w.write(&rec).map_err(whole)?;
+    }
+    w.finish().map_err(whole)?;
+    let shown = format!(
+        "merge({})",
+        inputs
+            .iter()
+            .map(|m| m.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut info = inspect(&tmp, false).map_err(|e| {
+        whole(match e {
+            TraceError::File { message, .. } => TraceError::file(shown.clone(), message),
+            other => other,
+        })
+    })?;
+    info.format = format!("merge of {}", inputs.len());
+    info.no_service = meta.no_service;
+    let out = MergedTrace {
+        trace: PreparedTrace {
+            path: PathBuf::from(shown),
+            canonical: tmp,
+            temp: Some(guard),
+            skip_bad: false,
+            info,
+            import: None,
+        },
+        inputs: infos,
+    };
+    let mut cache = MERGE_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    cache.push(MergeCacheEntry {
+        key,
+        temp: Arc::downgrade(out.trace.temp.as_ref().expect("set above")),
+        merged: MergedTrace {
+            trace: PreparedTrace {
+                temp: None,
+                ..out.trace.clone()
+            },
+            inputs: out.inputs.clone(),
+        },
+    });
+    Ok(out)
+}
+
 /// Reads every service time of a trace (for an empirical distribution),
 /// keeping at most `max` by a deterministic reservoir sample.
 pub fn service_sample(trace: &PreparedTrace, max: usize) -> Result<Vec<u64>, TraceError> {
@@ -311,6 +569,85 @@ mod tests {
         assert_eq!(ia.requests_hash, ib.requests_hash);
         std::fs::write(&b, "{\"arrival_ns\":0,\"service_ns\":11}\n").unwrap();
         assert_ne!(inspect(&b, false).unwrap().requests_hash, ia.requests_hash);
+    }
+
+    fn input(path: &Path, start_at_ns: u64, load: f64, priority: Option<Priority>) -> MergeInput {
+        MergeInput {
+            path: path.to_path_buf(),
+            options: PrepareOptions::default(),
+            start_at_ns,
+            load,
+            priority,
+        }
+    }
+
+    fn arrivals_and_priorities(t: &PreparedTrace) -> Vec<(u64, u64, Priority)> {
+        let mut r = t.open().unwrap();
+        let mut rec = TraceRecord::default();
+        let mut out = Vec::new();
+        while r.next_record(&mut rec).unwrap() {
+            out.push((rec.arrival_ns, rec.service_ns, rec.priority));
+        }
+        out
+    }
+
+    #[test]
+    fn prepare_merged_shifts_reprioritises_and_hashes_each_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        let b = dir.path().join("b.csv");
+        std::fs::write(&a, "arrival_ns,service_ns,priority\n0,1,high\n10,2,high\n").unwrap();
+        std::fs::write(&b, "arrival_ns,service_ns\n0,3\n4,4\n").unwrap();
+        let inputs = [
+            input(&a, 0, 1.0, None),
+            input(&b, 5, 1.0, Some(Priority::Low)),
+        ];
+        let m = prepare_merged(&inputs).unwrap();
+        assert_eq!(
+            arrivals_and_priorities(&m.trace),
+            vec![
+                (0, 1, Priority::High),
+                (5, 3, Priority::Low),
+                (9, 4, Priority::Low),
+                (10, 2, Priority::High)
+            ]
+        );
+        assert_eq!(m.trace.info.requests, 4);
+        assert_eq!(m.trace.info.priority_counts, [2, 0, 2]);
+        assert_eq!(m.inputs[1].requests, 2);
+        assert_eq!(m.inputs[1].priority, Some("low"));
+        // Cached: the same result again; a changed file is prepared anew
+        // and its byte hash changes.
+        let again = prepare_merged(&inputs).unwrap();
+        assert_eq!(again.trace.canonical, m.trace.canonical);
+        let before = m.inputs[1].file_sha256.clone();
+        std::fs::write(&b, "arrival_ns,service_ns\n0,3\n4,4\n\n").unwrap();
+        let changed = prepare_merged(&inputs).unwrap();
+        assert_ne!(changed.inputs[1].file_sha256, before);
+        assert_eq!(changed.trace.info.requests_hash, m.trace.info.requests_hash);
+    }
+
+    #[test]
+    fn prepare_merged_names_the_input_of_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        let b = dir.path().join("b.csv");
+        std::fs::write(&a, "arrival_ns,service_ns\n0,1\n").unwrap();
+        std::fs::write(&b, "arrival_ns,service_ns\n0,3\n4,x\n").unwrap();
+        let e = prepare_merged(&[input(&a, 0, 1.0, None), input(&b, 0, 1.0, None)]).unwrap_err();
+        assert_eq!(e.input, Some(1));
+        assert!(
+            e.error.to_string().contains(":3:2: field `service_ns`"),
+            "{}",
+            e.error
+        );
+        let missing = dir.path().join("c.csv");
+        let e =
+            prepare_merged(&[input(&a, 0, 1.0, None), input(&missing, 0, 1.0, None)]).unwrap_err();
+        assert_eq!(e.input, Some(1));
+        assert!(matches!(e.error, TraceError::Read { .. }));
+        let e = prepare_merged(&[input(&a, 0, 0.0, None)]).unwrap_err();
+        assert_eq!(e.input, Some(0));
     }
 
     #[test]

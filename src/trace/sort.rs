@@ -9,7 +9,7 @@
 
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use super::error::TraceError;
@@ -151,12 +151,17 @@ impl Sorter {
             source: e,
         };
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(werr)?);
-        let mut buf = Vec::with_capacity(64);
+        let mut buf = Vec::with_capacity(1 << 16);
+        let mut prev = 0i64;
         for s in &self.slots {
-            buf.clear();
-            encode(&mut buf, s, &self.arena);
-            w.write_all(&buf).map_err(werr)?;
+            encode(&mut buf, s, &self.arena, prev);
+            prev = s.arrival;
+            if buf.len() >= 1 << 15 {
+                w.write_all(&buf).map_err(werr)?;
+                buf.clear();
+            }
         }
+        w.write_all(&buf).map_err(werr)?;
         w.flush().map_err(werr)?;
         self.runs.push(path);
         self.slots.clear();
@@ -185,10 +190,14 @@ impl Sorter {
         for p in &self.runs {
             let f = File::open(p).map_err(|e| TraceError::read(p, e))?;
             readers.push(RunReader {
-                r: BufReader::with_capacity(1 << 18, f),
+                f,
                 path: p.clone(),
+                buf: vec![0; RUN_BUF],
+                pos: 0,
+                end: 0,
+                prev: 0,
                 slot: None,
-                strings: Vec::new(),
+                strings: 0..0,
             });
         }
         let mut heap = BinaryHeap::new();
@@ -200,7 +209,7 @@ impl Sorter {
         while let Some(std::cmp::Reverse((_, i))) = heap.pop() {
             let r = &mut readers[i];
             let s = r.slot.expect("in the heap");
-            let strings = &r.strings;
+            let strings = &r.buf[r.strings.clone()];
             let mut at = 0usize;
             let mut parts: [&[u8]; 4] = [&[]; 4];
             for (k, part) in parts.iter_mut().enumerate() {
@@ -260,59 +269,150 @@ fn fill<'a>(rec: &mut TraceRecord, s: &Slot, origin: i64, part: impl Fn(usize) -
     }
 }
 
-fn encode(buf: &mut Vec<u8>, s: &Slot, arena: &[u8]) {
-    buf.extend_from_slice(&s.arrival.to_le_bytes());
-    buf.extend_from_slice(&s.service_ns.to_le_bytes());
-    buf.extend_from_slice(&s.line.to_le_bytes());
-    buf.extend_from_slice(&s.file.to_le_bytes());
+/// Spilled records are sorted by arrival, so a run stores each arrival as
+/// the difference from the previous one, and every number as a LEB128
+/// varint: about 16 bytes of fixed fields instead of 46 (at 10 M requests
+/// the spill's writes cost more than its sorting).
+fn encode(buf: &mut Vec<u8>, s: &Slot, arena: &[u8], prev: i64) {
+    push_varint(buf, s.arrival.wrapping_sub(prev) as u64);
+    push_varint(buf, s.service_ns);
+    push_varint(buf, s.line);
+    push_varint(buf, u64::from(s.file));
     buf.push(s.priority);
     buf.push(s.kind);
     for l in s.lens {
-        buf.extend_from_slice(&l.to_le_bytes());
+        push_varint(buf, u64::from(l));
     }
     let total: usize = s.lens.iter().map(|&l| l as usize).sum();
     buf.extend_from_slice(&arena[s.offset as usize..s.offset as usize + total]);
 }
 
-struct RunReader {
-    r: BufReader<File>,
-    path: PathBuf,
-    slot: Option<Slot>,
-    strings: Vec<u8>,
+#[inline]
+fn push_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
 }
 
-const FIXED: usize = 8 + 8 + 8 + 4 + 1 + 1 + 16;
+/// Reads a varint at `*at` of `b`; `None` if `b` ends first or it is
+/// longer than a u64.
+#[inline]
+fn read_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        if shift > 63 {
+            return None;
+        }
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+        shift += 7;
+    }
+}
+
+/// Bytes of a run read at once (grown for a record with longer strings).
+const RUN_BUF: usize = 1 << 18;
+/// The most bytes of a record's numbers: 4 varints of 10, 2 bytes, 4 of 5.
+const MAX_FIXED: usize = 4 * 10 + 2 + 4 * 5;
+
+/// One spilled run being merged: its own buffer, so decoding works on
+/// slices (no per-field reads).
+struct RunReader {
+    f: File,
+    path: PathBuf,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// The previous record's arrival (arrivals are stored as differences).
+    prev: i64,
+    slot: Option<Slot>,
+    /// The current record's strings, in `buf`.
+    strings: std::ops::Range<usize>,
+}
 
 impl RunReader {
-    fn advance(&mut self) -> Result<bool, TraceError> {
-        let mut fixed = [0u8; FIXED];
-        match self.r.read_exact(&mut fixed) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                self.slot = None;
-                return Ok(false);
-            }
-            Err(e) => return Err(TraceError::read(&self.path, e)),
+    /// Makes at least `n` unread bytes available unless the file ends first;
+    /// returns how many are.
+    fn fill(&mut self, n: usize) -> Result<usize, TraceError> {
+        if self.end - self.pos >= n {
+            return Ok(self.end - self.pos);
         }
-        let u64_at = |i: usize| u64::from_le_bytes(fixed[i..i + 8].try_into().expect("8 bytes"));
-        let u32_at = |i: usize| u32::from_le_bytes(fixed[i..i + 4].try_into().expect("4 bytes"));
-        let lens = [u32_at(30), u32_at(34), u32_at(38), u32_at(42)];
-        let s = Slot {
-            arrival: u64_at(0) as i64,
-            service_ns: u64_at(8),
-            line: u64_at(16),
-            file: u32_at(24),
-            priority: fixed[28],
-            kind: fixed[29],
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n.max(RUN_BUF), 0);
+        }
+        while self.end < n {
+            let k = self
+                .f
+                .read(&mut self.buf[self.end..])
+                .map_err(|e| TraceError::read(&self.path, e))?;
+            if k == 0 {
+                break;
+            }
+            self.end += k;
+        }
+        Ok(self.end)
+    }
+
+    fn advance(&mut self) -> Result<bool, TraceError> {
+        let avail = self.fill(MAX_FIXED)?;
+        if avail == 0 {
+            // Runs cover successive stretches of the input, so they end one
+            // after another: dropping each at its end frees its page cache
+            // while the output is still being written.
+            if self.slot.take().is_some() {
+                let _ = std::fs::remove_file(&self.path);
+            }
+            return Ok(false);
+        }
+        let corrupt = |path: &PathBuf| {
+            TraceError::read(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "corrupt sort run"),
+            )
+        };
+        let b = &self.buf[self.pos..self.end];
+        let mut at = 0;
+        let mut num = || read_varint(b, &mut at);
+        let (Some(delta), Some(service_ns), Some(line), Some(file)) = (num(), num(), num(), num())
+        else {
+            return Err(corrupt(&self.path));
+        };
+        let (Some(&priority), Some(&kind)) = (b.get(at), b.get(at + 1)) else {
+            return Err(corrupt(&self.path));
+        };
+        at += 2;
+        let mut lens = [0u32; 4];
+        for l in &mut lens {
+            *l = read_varint(b, &mut at).ok_or_else(|| corrupt(&self.path))? as u32;
+        }
+        let arrival = self.prev.wrapping_add(delta as i64);
+        self.prev = arrival;
+        let total: usize = lens.iter().map(|&l| l as usize).sum();
+        self.pos += at;
+        if self.fill(total)? < total {
+            return Err(corrupt(&self.path));
+        }
+        self.strings = self.pos..self.pos + total;
+        self.pos += total;
+        self.slot = Some(Slot {
+            arrival,
+            service_ns,
+            line,
+            file: file as u32,
+            priority,
+            kind,
             offset: 0,
             lens,
-        };
-        let total: usize = lens.iter().map(|&l| l as usize).sum();
-        self.strings.resize(total, 0);
-        self.r
-            .read_exact(&mut self.strings)
-            .map_err(|e| TraceError::read(&self.path, e))?;
-        self.slot = Some(s);
+        });
         Ok(true)
     }
 }
@@ -361,5 +461,53 @@ mod tests {
             .windows(2)
             .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
         assert_eq!(small[0].0, 0);
+    }
+
+    /// Every field survives a spill: negative and extreme arrivals, huge
+    /// line numbers, strings longer than a run's read buffer.
+    #[test]
+    fn spilled_runs_keep_every_field() {
+        let long = vec![b'x'; RUN_BUF * 2 + 7];
+        let arrivals = [i64::MIN + 1, -5, 0, 3, i64::MAX - 1, 3, -5];
+        let sorted = |budget: usize| {
+            let mut s = Sorter::new(budget);
+            for round in 0..40u64 {
+                for (i, &a) in arrivals.iter().enumerate() {
+                    let i = i as u64;
+                    s.push(&Pending {
+                        arrival: a,
+                        service_ns: u64::MAX - i,
+                        priority: (i % 3) as u8,
+                        kind: (i % 2) as u8,
+                        file: (round % 3) as u32,
+                        line: u64::MAX / 2 + round * 10 + i,
+                        conn: b"c",
+                        query_id: if i == 4 { &long } else { b"-12" },
+                        class: b"",
+                        sql: "é".as_bytes(),
+                    })
+                    .unwrap();
+                }
+            }
+            let mut out = Vec::new();
+            s.finish(i64::MIN, &mut |r| {
+                out.push(r.clone());
+                Ok(())
+            })
+            .unwrap();
+            out
+        };
+        let spilled = sorted(1 << 16);
+        assert_eq!(spilled, sorted(1 << 30));
+        assert_eq!(spilled.len(), 280);
+        assert_eq!(spilled[0].arrival_ns, 1);
+        let last = spilled.last().unwrap();
+        assert_eq!(last.arrival_ns, i64::MAX as u64, "saturated");
+        assert_eq!(last.query_id.len(), long.len());
+        assert_eq!(
+            (last.service_ns, last.priority, last.kind),
+            (u64::MAX - 4, Priority::Normal, Kind::Read)
+        );
+        assert!(spilled.iter().all(|r| r.sql == "é" && r.conn == "c"));
     }
 }

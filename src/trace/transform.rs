@@ -300,6 +300,33 @@ impl<S: RecordStream> RecordStream for Transformed<S> {
     }
 }
 
+/// A stream whose arrivals all come `offset_ns` later (an input's
+/// `start_at` in a merge).
+pub struct Shifted<S> {
+    inner: S,
+    offset_ns: u64,
+}
+
+impl<S: RecordStream> Shifted<S> {
+    pub fn new(inner: S, offset_ns: u64) -> Self {
+        Shifted { inner, offset_ns }
+    }
+}
+
+impl<S: RecordStream> RecordStream for Shifted<S> {
+    fn next_record(&mut self, rec: &mut TraceRecord) -> Result<bool, TraceError> {
+        if !self.inner.next_record(rec)? {
+            return Ok(false);
+        }
+        rec.arrival_ns = rec.arrival_ns.saturating_add(self.offset_ns);
+        Ok(true)
+    }
+
+    fn meta(&self) -> &TraceMeta {
+        self.inner.meta()
+    }
+}
+
 /// Several streams merged by arrival (each on its own time axis, so all
 /// start together at 0; ties go to the earlier input). Each record's
 /// `source_file` is shifted past the files of the inputs before it.
@@ -500,6 +527,53 @@ mod tests {
             Box::new(VecStream::new(&[1, 5, 6])),
         ]);
         assert_eq!(arrivals(&collect(m)), vec![0, 1, 5, 5, 6, 10]);
+    }
+
+    #[test]
+    fn merge_ties_go_to_the_earlier_input_and_shifted_moves_one() {
+        // Service times tell the inputs apart.
+        let tagged = |arrivals: &[u64], service: u64| {
+            let mut s = VecStream::new(arrivals);
+            let v: Vec<TraceRecord> = s
+                .recs
+                .by_ref()
+                .map(|mut r| {
+                    r.service_ns = service;
+                    r
+                })
+                .collect();
+            s.recs = v.into_iter();
+            s
+        };
+        let pairs = |v: Vec<TraceRecord>| {
+            v.iter()
+                .map(|r| (r.arrival_ns, r.service_ns))
+                .collect::<Vec<_>>()
+        };
+        let m = Merged::new(vec![
+            Box::new(tagged(&[3, 3, 8], 1)),
+            Box::new(tagged(&[3, 5], 2)),
+        ]);
+        assert_eq!(
+            pairs(collect(m)),
+            vec![(3, 1), (3, 1), (3, 2), (5, 2), (8, 1)]
+        );
+        let m = Merged::new(vec![
+            Box::new(tagged(&[3, 5], 2)),
+            Box::new(tagged(&[3, 3, 8], 1)),
+        ]);
+        assert_eq!(
+            pairs(collect(m)),
+            vec![(3, 2), (3, 1), (3, 1), (5, 2), (8, 1)]
+        );
+        let m = Merged::new(vec![
+            Box::new(tagged(&[3, 3, 8], 1)),
+            Box::new(Shifted::new(tagged(&[3, 5], 2), 5)),
+        ]);
+        assert_eq!(
+            pairs(collect(m)),
+            vec![(3, 1), (3, 1), (8, 1), (8, 2), (10, 2)]
+        );
     }
 
     #[test]

@@ -417,7 +417,7 @@ fn workload_errors() {
         (
             "missing rate",
             workload(&[]).replace("rate_per_s = 10.0", "rate = 10.0"),
-            "w.toml:4:1: key `arrivals.rate`: unknown field `rate`, expected one of `kind`, `rate_per_s`, `points`, `steps`, `period`, `amplitude`, `peak_at`, `rate_on`, `rate_off`, `mean_on`, `mean_off`, `spikes`, `clients`, `think`, `path`, `format`, `prefix`, `skip_bad`, `rules`, `start`, `end`, `speed`, `load`, `time_field`, `time_unit`, `year`, `pgbench_arrival`",
+            "w.toml:4:1: key `arrivals.rate`: unknown field `rate`, expected one of `kind`, `rate_per_s`, `points`, `steps`, `period`, `amplitude`, `peak_at`, `rate_on`, `rate_off`, `mean_on`, `mean_off`, `spikes`, `clients`, `think`, `path`, `format`, `prefix`, `skip_bad`, `rules`, `start`, `end`, `speed`, `load`, `time_field`, `time_unit`, `year`, `pgbench_arrival`, `inputs`",
         ),
         (
             "neither duration nor requests",
@@ -666,6 +666,112 @@ fn accepted_workload_values() {
     assert_eq!(w.synthetic.max_requests, Some(5));
 }
 
+/// A merged-trace workload (lines 1-9: two inputs, the committed csvlog
+/// and pgbench samples) followed by `extra` (line 10 on, inside the second
+/// input unless it opens a table).
+fn merged(extra: &[&str]) -> String {
+    let mut all = vec![
+        "[arrivals]",
+        "kind = \"trace\"",
+        "[[arrivals.inputs]]",
+        "path = \"tests/data/rate50.csv.gz\"",
+        "format = \"csvlog\"",
+        "priority = \"high\"",
+        "[[arrivals.inputs]]",
+        "path = \"tests/data/pgbench.closed.20746\"",
+        "priority = \"low\"",
+    ];
+    all.extend_from_slice(extra);
+    lines(&all)
+}
+
+#[test]
+fn merged_trace_errors() {
+    let cases = [
+        (
+            "path and inputs",
+            merged(&[]).replace("kind = \"trace\"", "kind = \"trace\"\npath = \"tests/data/rate50.csv.gz\""),
+            "w.toml:4:12: key `arrivals.inputs`: give either `path` (one trace) or `inputs` (several traces, merged), not both",
+        ),
+        (
+            "neither path nor inputs",
+            lines(&["[arrivals]", "kind = \"trace\""]),
+            "w.toml:1:2: key `arrivals.path`: kind = \"trace\" needs `path` (a trace file: canonical, or any log `pooltune trace import` reads), or `inputs` (several, merged: [[arrivals.inputs]] tables with a `path` each)",
+        ),
+        (
+            "empty inputs",
+            lines(&["[arrivals]", "kind = \"trace\"", "inputs = []"]),
+            "w.toml:3:1: key `arrivals.inputs`: expected at least one [[arrivals.inputs]] entry with a `path`",
+        ),
+        (
+            "an input without path",
+            merged(&[]).replace("path = \"tests/data/pgbench.closed.20746\"\n", ""),
+            "w.toml:8:1: key `arrivals.inputs[1].path`: each input needs `path` (a trace file: canonical, or any log `pooltune trace import` reads)",
+        ),
+        (
+            "an input that does not exist",
+            merged(&[]).replace("pgbench.closed.20746", "no-such-log"),
+            "w.toml:8:1: key `arrivals.inputs[1].path`: trace tests/data/no-such-log: cannot read: No such file or directory (os error 2)",
+        ),
+        (
+            "an input that does not parse names its file and line",
+            merged(&["format = \"csvlog\""]),
+            "w.toml:8:1: key `arrivals.inputs[1].path`: trace tests/data/pgbench.closed.20746:1:1: field `log_time`: expected 23 (PostgreSQL 12 and older), 24 (13) or 26 (14-17) csvlog columns, got 1 (truncated line?) (is this a csvlog file? give --format)",
+        ),
+        (
+            "an input with an unknown format",
+            merged(&["format = \"mysql\""]),
+            "w.toml:10:1: key `arrivals.inputs[1].format`: unknown trace format `mysql` (known: auto, canonical, csvlog, jsonlog, cnpg, cloudsql, stderr, syslog, pgbench, otlp, arrivals)",
+        ),
+        (
+            "an input with a bad time unit",
+            merged(&["time_unit = \"days\""]),
+            "w.toml:10:1: key `arrivals.inputs[1].time_unit`: expected s, ms, us or ns, got \"days\"",
+        ),
+        (
+            "an input with a bad pgbench_arrival",
+            merged(&["pgbench_arrival = \"late\""]),
+            "w.toml:10:1: key `arrivals.inputs[1].pgbench_arrival`: expected \"scheduled\" or \"sent\", got \"late\"",
+        ),
+        (
+            "an input whose rules file does not exist",
+            merged(&["rules = \"tests/data/no-rules.toml\""]),
+            "w.toml:10:1: key `arrivals.inputs[1].rules`: trace tests/data/no-rules.toml: cannot read: No such file or directory (os error 2)",
+        ),
+        (
+            "unknown priority",
+            merged(&[]).replace("\"low\"", "\"urgent\""),
+            "w.toml:9:1: key `arrivals.inputs[1].priority`: expected \"high\", \"normal\" or \"low\", got \"urgent\"",
+        ),
+        (
+            "zero load",
+            merged(&["load = 0.0"]),
+            "w.toml:10:1: key `arrivals.inputs[1].load`: expected a factor in (0, 1000], got 0",
+        ),
+        (
+            "start_at without a unit",
+            merged(&["start_at = 30"]),
+            "w.toml:10:1: key `arrivals.inputs[1].start_at`: invalid type: integer `30`, expected a duration as a string with a unit, such as \"2.5s\" or \"250ms\"",
+        ),
+        (
+            "unknown key in an input",
+            merged(&["offset = \"30s\""]),
+            "w.toml:10:1: key `arrivals.inputs[1].offset`: unknown field `offset`, expected one of `path`, `format`, `prefix`, `rules`, `time_field`, `time_unit`, `year`, `pgbench_arrival`, `start_at`, `load`, `priority`",
+        ),
+        (
+            "a per-input key at the top",
+            merged(&[]).replace("kind = \"trace\"", "kind = \"trace\"\nrules = \"r.toml\""),
+            "w.toml:3:1: key `arrivals.rules`: applies to a single `path`: with `inputs`, give `rules` in each [[arrivals.inputs]] entry it concerns",
+        ),
+        (
+            "inputs under another kind",
+            workload(&[]).replace("rate_per_s = 10.0", "rate_per_s = 10.0\ninputs = []"),
+            "w.toml:5:1: key `arrivals.inputs`: does not apply to kind = \"poisson\" (it takes: rate_per_s)",
+        ),
+    ];
+    check(&cases, load_workload);
+}
+
 /// Loads the shipped seed policy and default workload with `--set` arguments,
 /// as the CLI does.
 fn with_sets(sets: &[&str]) -> Result<(), String> {
@@ -850,7 +956,7 @@ fn files_are_named_by_their_path() {
         .to_string();
     assert_eq!(
         e,
-        "trace `no-such-trace`: no such file, and not a shipped name (shipped: default, mmc-c25-a20, mmc-c10-rho09-timeout, mmc-c10-priorities, steady, diurnal-day, flash-crowd, slow-query-storm)"
+        "trace `no-such-trace`: no such file, and not a shipped name (shipped: default, mmc-c25-a20, mmc-c10-rho09-timeout, mmc-c10-priorities, steady, diurnal-day, flash-crowd, slow-query-storm, closed-loop)"
     );
 }
 

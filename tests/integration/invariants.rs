@@ -136,7 +136,7 @@ fn run(c: &Case) {
         ..RunOptions::default()
     };
     let mut samples: Vec<Sample> = Vec::new();
-    let out = simulate(
+    let out = simulate::<_, SimDuration>(
         &cfg,
         policy,
         &db,

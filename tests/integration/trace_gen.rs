@@ -295,7 +295,13 @@ fn same_seed_same_requests_for_every_generator() {
     }
     // The shipped specs load, and the Poisson one with a basic service is
     // the validated generator.
-    for name in ["steady", "diurnal-day", "flash-crowd", "slow-query-storm"] {
+    for name in [
+        "steady",
+        "diurnal-day",
+        "flash-crowd",
+        "slow-query-storm",
+        "closed-loop",
+    ] {
         let w = scenario::load_workload(name, &[]).unwrap();
         assert!(!w.spec.description.is_empty(), "{name}");
     }

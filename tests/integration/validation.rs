@@ -398,7 +398,7 @@ fn simulate_once(s: &Setup, seed: u64) -> Run {
         sample_interval: None,
         ..Default::default()
     };
-    let out = simulate(
+    let out = simulate::<_, SimDuration>(
         &pool,
         Box::new(Fixed),
         &db,

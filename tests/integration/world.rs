@@ -340,13 +340,14 @@ fn one_instance_without_faults_runs_exactly_as_before() {
     use pooltune::rng::SeedTree;
     use pooltune::scenario::open_source;
     use pooltune::sim::simulate;
+    use pooltune::time::SimDuration;
     let w = workload(&BASE.replace("query_overhead = \"0.2ms\"", ""));
     let p = policy(&fixed_with_seed_checks(10));
     let mut sink: Vec<Sample> = Vec::new();
     let world = run_one(&w, &p, 9, &mut sink).unwrap();
     let seeds = SeedTree::new(9);
     let source = open_source(&w.spec, &seeds).unwrap();
-    let plain = simulate(
+    let plain = simulate::<_, SimDuration>(
         &p.spec.pool,
         p.spec.build(),
         &w.spec.database,

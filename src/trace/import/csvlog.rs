@@ -1,6 +1,9 @@
 //! PostgreSQL csvlog (`log_destination = 'csvlog'`). The version is told by
 //! the column count: 23 (PG 12 and older), 24 (PG 13: + backend_type) or
-//! 26 (PG 14-17: + leader_pid, query_id). Only LOG lines whose message
+//! 26 (PG 14-17: + leader_pid, query_id), each line on its own (a file
+//! may hold several layouts: logs kept across a `pg_upgrade`). The real
+//! layouts are tested on logs recorded with PostgreSQL 13 to 17
+//! (`tests/data/versions/`). Only LOG lines whose message
 //! starts with `duration:` or `statement:` matter (see [`super::pglog`]);
 //! the rest are counted as ignored without parsing their times.
 //!
@@ -46,6 +49,68 @@ pub const COLUMNS: [&str; 26] = [
     "query_id",
 ];
 
+/// A csvlog layout, told by a line's column count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Layout {
+    /// PostgreSQL 12 and older: 23 columns.
+    Pg12,
+    /// PostgreSQL 13: 24 (+ backend_type).
+    Pg13,
+    /// PostgreSQL 14 to 17: 26 (+ leader_pid, query_id).
+    Pg14,
+}
+
+impl Layout {
+    pub fn from_columns(n: usize) -> Option<Layout> {
+        match n {
+            23 => Some(Layout::Pg12),
+            24 => Some(Layout::Pg13),
+            26 => Some(Layout::Pg14),
+            _ => None,
+        }
+    }
+
+    pub fn columns(self) -> usize {
+        match self {
+            Layout::Pg12 => 23,
+            Layout::Pg13 => 24,
+            Layout::Pg14 => 26,
+        }
+    }
+
+    /// The query_id column (0-based), from PostgreSQL 14 on.
+    pub fn query_id_column(self) -> Option<usize> {
+        (self == Layout::Pg14).then_some(25)
+    }
+
+    /// The server versions writing this layout.
+    pub fn versions(self) -> &'static str {
+        match self {
+            Layout::Pg12 => "PostgreSQL 12 and older",
+            Layout::Pg13 => "PostgreSQL 13",
+            Layout::Pg14 => "PostgreSQL 14-17",
+        }
+    }
+}
+
+/// The layout of the first record of a csvlog file (gzip and bzip2 read
+/// transparently), read the way [`import`] reads it; `None` when the file
+/// is empty or its first record has another column count.
+pub fn layout(path: &std::path::Path) -> Result<Option<Layout>, TraceError> {
+    let mut lines = LineReader::open(path)?;
+    let mut row = CsvRow::new();
+    while read_record(&mut lines, row.raw_mut(), MAX_RECORD_LINES)?.is_some() {
+        if row.raw().is_empty() {
+            continue;
+        }
+        return Ok(match row.parse_raw() {
+            Ok(()) => Layout::from_columns(row.len()),
+            Err(_) => None,
+        });
+    }
+    Ok(None)
+}
+
 /// The most physical lines one csvlog record may span (multi-line SQL).
 const MAX_RECORD_LINES: usize = 100_000;
 
@@ -69,7 +134,7 @@ pub fn import(mut lines: LineReader, ctx: &mut Ctx) -> Result<(), TraceError> {
             continue;
         }
         let n = row.len();
-        if !matches!(n, 23 | 24 | 26) {
+        let Some(layout) = Layout::from_columns(n) else {
             let hint = if line == 1 && n < 10 {
                 " (is this a csvlog file? give --format)"
             } else {
@@ -85,7 +150,7 @@ pub fn import(mut lines: LineReader, ctx: &mut Ctx) -> Result<(), TraceError> {
                 ),
             ))?;
             continue;
-        }
+        };
         if row.get(11) != b"LOG" {
             ctx.report.ignored += 1;
             continue;
@@ -128,7 +193,7 @@ pub fn import(mut lines: LineReader, ctx: &mut Ctx) -> Result<(), TraceError> {
                 user: row.get(1),
                 database: row.get(2),
                 command: row.get(7),
-                query_id: if n == 26 { row.get(25) } else { &[] },
+                query_id: layout.query_id_column().map_or(&[], |c| row.get(c)),
                 ..Default::default()
             },
             field: "message",
