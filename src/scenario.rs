@@ -12,12 +12,14 @@ use crate::config::scenario::ScenarioSpec;
 use crate::config::workload::{self, SourceSpec, WorkloadSpec};
 use crate::config::{Document, Override};
 use crate::core::metrics::SampleSink;
+use crate::core::policy::Policy;
+use crate::core::pool::PoolConfig;
 use crate::core::request::Request;
 use crate::error::{ConfigError, SimError};
 use crate::rng::SeedTree;
 use crate::sim::fleet::simulate_fleet;
 use crate::sim::topology::{ServerSeries, ServiceSeries};
-use crate::sim::{simulate_world, ClientWork};
+use crate::sim::{simulate_world, ClientWork, Payload};
 use crate::summary::{
     fleet_run_summary, topology_summary, world_summary, PolicyInfo, RunSummary, ScenarioSummary,
     Summary, TraceInfo, SCHEMA,
@@ -283,7 +285,7 @@ pub fn run_one(
     };
     let mut source = open_source(w, &seeds).map_err(trace_failed)?;
     let policies = (0..w.instances).map(|_| policy.spec.build()).collect();
-    let (world, pool) = (w.world(), &policy.spec.pool);
+    let pool = &policy.spec.pool;
     let info = PolicyInfo {
         name: policy.spec.name.clone(),
         hash: policy.spec.hash.clone(),
@@ -294,32 +296,28 @@ pub fn run_one(
     // Closed-loop clients need each request's end: the pools then carry
     // the client with the work.
     let summary = if source.is_closed_loop() {
-        let outcome = simulate_world::<_, ClientWork>(
-            pool,
-            policies,
-            &world,
-            &mut source,
-            &seeds,
-            &w.run,
-            sink,
-        )?;
-        world_summary(&outcome, info, &w.name, &w.hash)
+        run_world::<ClientWork>(pool, policies, w, &mut source, &seeds, sink, info)
     } else {
-        let outcome = simulate_world::<_, SimDuration>(
-            pool,
-            policies,
-            &world,
-            &mut source,
-            &seeds,
-            &w.run,
-            sink,
-        )?;
-        world_summary(&outcome, info, &w.name, &w.hash)
-    };
+        run_world::<SimDuration>(pool, policies, w, &mut source, &seeds, sink, info)
+    }?;
     if let Some(e) = source.take_error() {
         return Err(trace_failed(e));
     }
     Ok(summary)
+}
+
+/// One world run and its summary, with payload `P` (see [`Payload`]).
+fn run_world<P: Payload>(
+    pool: &PoolConfig,
+    policies: Vec<Box<dyn Policy>>,
+    w: &WorkloadSpec,
+    source: &mut WorkloadSource,
+    seeds: &SeedTree,
+    sink: &mut dyn SampleSink,
+    info: PolicyInfo,
+) -> Result<RunSummary, SimError> {
+    let outcome = simulate_world::<_, P>(pool, policies, &w.world(), source, seeds, &w.run, sink)?;
+    Ok(world_summary(&outcome, info, &w.name, &w.hash))
 }
 
 /// Runs every policy (in parallel) and assembles the summary, runs in the
