@@ -348,19 +348,6 @@ fn stats_cmd(a: StatsArgs) -> Result<()> {
     Ok(())
 }
 
-fn columns_all() -> OptionalColumns {
-    OptionalColumns {
-        priority: true,
-        kind: true,
-        conn: true,
-        query_id: true,
-        class: true,
-        sql: true,
-        source_file: true,
-        source_line: true,
-    }
-}
-
 /// Copies a record stream to a canonical file.
 fn write_stream(
     stream: &mut dyn RecordStream,
@@ -391,7 +378,7 @@ fn gen_cmd(a: GenArgs) -> Result<()> {
             let reader = t.trace.open_full()?;
             let mut tr = Transformed::new(reader, t.transform.clone(), &seeds);
             let meta = tr.meta().clone();
-            write_stream(&mut tr, &a.output, meta, columns_all())?
+            write_stream(&mut tr, &a.output, meta, OptionalColumns::all())?
         }
         _ => {
             let mut src = lib(scenario::open_source(spec, &seeds)
@@ -521,7 +508,7 @@ fn transform_cmd(a: TransformArgs) -> Result<()> {
     let mut tr = Transformed::new(input, spec, &seeds);
     let mut meta = tr.meta().clone();
     meta.no_service = meta.no_service && a.service.is_none();
-    let n = write_stream(&mut tr, &a.output, meta, columns_all())?;
+    let n = write_stream(&mut tr, &a.output, meta, OptionalColumns::all())?;
     eprintln!("wrote {} requests to {}", thousands(n), a.output.display());
     Ok(())
 }

@@ -849,6 +849,20 @@ impl OptionalColumns {
             ..Default::default()
         }
     }
+
+    /// Every optional column (merges and re-writes that keep everything).
+    pub fn all() -> Self {
+        OptionalColumns {
+            priority: true,
+            kind: true,
+            conn: true,
+            query_id: true,
+            class: true,
+            sql: true,
+            source_file: true,
+            source_line: true,
+        }
+    }
 }
 
 /// A streaming writer of a canonical trace.
@@ -1144,25 +1158,12 @@ mod tests {
         ]
     }
 
-    fn all_columns() -> OptionalColumns {
-        OptionalColumns {
-            priority: true,
-            kind: true,
-            conn: true,
-            query_id: true,
-            class: true,
-            sql: true,
-            source_file: true,
-            source_line: true,
-        }
-    }
-
     fn write(enc: Encoding, recs: &[TraceRecord], path: &Path) {
         let mut meta = TraceMeta::new("test", 1_000_000);
         meta.start_unix_ns = Some(1_795_779_663_382_079_000);
         meta.source_files = vec!["a.csv".into()];
         meta.requests = Some(recs.len() as u64);
-        let mut w = CanonicalWriter::create(path, enc, &meta, all_columns()).unwrap();
+        let mut w = CanonicalWriter::create(path, enc, &meta, OptionalColumns::all()).unwrap();
         for r in recs {
             w.write(r).unwrap();
         }

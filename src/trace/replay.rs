@@ -449,16 +449,7 @@ pub fn prepare_merged(inputs: &[MergeInput]) -> Result<MergedTrace, MergeError> 
     let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = std::env::temp_dir().join(format!("pooltune-{}-{n}.merged.csv", std::process::id()));
     let guard = Arc::new(TempFile(tmp.clone()));
-    let cols = OptionalColumns {
-        priority: true,
-        kind: true,
-        conn: true,
-        query_id: true,
-        class: true,
-        sql: true,
-        source_file: true,
-        source_line: true,
-    };
+    let cols = OptionalColumns::all();
     let whole = |error: TraceError| MergeError { input: None, error };
     let mut w = CanonicalWriter::create(&tmp, Encoding::Csv, &meta, cols).map_err(whole)?;
     let mut rec = TraceRecord::default();
