@@ -260,21 +260,22 @@ pub fn deserialize<R: DeserializeOwned>(
     Ok((raw, table))
 }
 
-fn missing_field(message: &str) -> Option<&str> {
+pub(crate) fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
     rest.split('`').next()
 }
 
 /// serde's messages name Rust types ("expected u32", "expected struct
 /// SizeRaw"); say what to write in the file instead.
-fn readable(message: &str) -> String {
+pub(crate) fn readable(message: &str) -> String {
     let mut m = message
         .replace(
             "expected u32",
             "expected a whole number from 0 to 4294967295",
         )
         .replace("expected u64", "expected a whole number >= 0")
-        .replace("expected f64", "expected a number");
+        .replace("expected f64", "expected a number")
+        .replace("expected a sequence", "expected an array");
     if let Some(i) = m.find("expected struct ") {
         m.replace_range(i.., "expected a table");
     }

@@ -59,7 +59,7 @@ use super::workload::{
     self, database_connect, database_limits, fault_from_raw, ConnectPreset, DatabaseRaw, DistRaw,
     FaultKindRaw, FaultRaw,
 };
-use super::{content_hash, Document, Locator, Override};
+use super::{content_hash, missing_field, readable, Document, Locator, Override};
 use crate::check::assertions::{Assertion, Scope};
 use crate::core::request::Priority;
 use crate::error::ConfigError;
@@ -520,27 +520,6 @@ fn deserialize<'a>(
             loc.invalid(&show_key(&segs), message)
         })?;
     Ok((raw, loc))
-}
-
-fn missing_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("missing field `")?;
-    rest.split('`').next()
-}
-
-/// serde's messages name Rust types; say what to write in the file instead.
-fn readable(message: &str) -> String {
-    let mut m = message
-        .replace(
-            "expected u32",
-            "expected a whole number from 0 to 4294967295",
-        )
-        .replace("expected u64", "expected a whole number >= 0")
-        .replace("expected f64", "expected a number")
-        .replace("expected a sequence", "expected an array");
-    if let Some(i) = m.find("expected struct ") {
-        m.replace_range(i.., "expected a table");
-    }
-    m
 }
 
 // ---------------------------------------------------------------------------
